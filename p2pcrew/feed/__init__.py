@@ -1,0 +1,1 @@
+"""Feeds: identity, the entry format, validation and the store."""

@@ -1,0 +1,161 @@
+"""In-memory backend for fast tests: the same decisions as SQLite, held in dicts.
+
+Transactions snapshot the dictionaries and restore them on error, which is
+expensive but honest: the contract suite relies on all-or-nothing batches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from p2pcrew.feed.entry import Entry
+from p2pcrew.feed.indexing import IndexRow
+from p2pcrew.feed.store import FeedInfo, ForkProof, Store, StoredEntry, now_ms
+from p2pcrew.feed.validate import Tip
+from p2pcrew.feed.verify import Verifier
+
+
+@dataclass(slots=True)
+class _Row:
+    entry: Entry
+    payload: bytes | None
+    received_at: int
+    order: int
+    index: IndexRow | None
+
+    def stored(self) -> StoredEntry:
+        return StoredEntry(self.entry, self.payload, self.received_at, self.order)
+
+
+class MemoryStore(Store):
+    def __init__(self, verifier: Verifier | None = None) -> None:
+        super().__init__(verifier)
+        self._feeds: dict[bytes, FeedInfo] = {}
+        self._rows: dict[bytes, _Row] = {}
+        self._by_seq: dict[tuple[bytes, int], bytes] = {}
+        self._forks: dict[tuple[bytes, int], ForkProof] = {}
+        self._tombstones: dict[bytes, bytes] = {}
+        self._meta: dict[str, bytes] = {}
+        self._counter = itertools.count(1)
+
+    def close(self) -> None:
+        self.verifier.close()
+
+    @contextlib.contextmanager
+    def _transaction(self, *, durable: bool) -> Iterator[None]:
+        saved = (
+            dict(self._feeds),
+            dict(self._by_seq),
+            dict(self._forks),
+            dict(self._tombstones),
+            dict(self._meta),
+        )
+        rows = {k: copy.copy(v) for k, v in self._rows.items()}
+        try:
+            yield
+        except BaseException:
+            self._feeds, self._by_seq, self._forks, self._tombstones, self._meta = saved
+            self._rows = rows
+            raise
+
+    def _feed(self, author: bytes) -> FeedInfo | None:
+        return self._feeds.get(author)
+
+    def _get(self, entry_id: bytes) -> StoredEntry | None:
+        row = self._rows.get(entry_id)
+        return row.stored() if row else None
+
+    def _entry_at(self, author: bytes, seq: int) -> Entry | None:
+        entry_id = self._by_seq.get((author, seq))
+        return self._rows[entry_id].entry if entry_id else None
+
+    def _entry_id_at(self, author: bytes, seq: int) -> bytes | None:
+        return self._by_seq.get((author, seq))
+
+    def _insert(self, entry: Entry, payload: bytes | None, row: IndexRow | None) -> None:
+        self._rows[entry.id] = _Row(entry, payload, now_ms(), next(self._counter), row)
+        self._by_seq[(entry.author, entry.seq)] = entry.id
+
+    def _set_tip(self, author: bytes, tip: Tip) -> None:
+        old = self._feeds.get(author)
+        self._feeds[author] = FeedInfo(author, tip.seq, tip.id, bool(old and old.forked))
+
+    def _mark_forked(self, proof: ForkProof) -> None:
+        self._forks.setdefault((proof.author, proof.seq), proof)
+        old = self._feeds[proof.author]
+        self._feeds[proof.author] = FeedInfo(old.author, old.latest_seq, old.latest_id, True)
+
+    def _tombstone_author(self, target: bytes) -> bytes | None:
+        return self._tombstones.get(target)
+
+    def _add_tombstone(self, target: bytes, author: bytes) -> None:
+        self._tombstones.setdefault(target, author)
+
+    def _drop_payload(self, entry_id: bytes) -> None:
+        row = self._rows.get(entry_id)
+        if row is not None:
+            row.payload = None
+            row.index = None
+
+    def feeds(self) -> list[FeedInfo]:
+        return sorted(self._feeds.values(), key=lambda f: f.author)
+
+    def latest_seqs(self) -> dict[bytes, int]:
+        return {a: f.latest_seq for a, f in self._feeds.items()}
+
+    def get_at(self, author: bytes, seq: int) -> StoredEntry | None:
+        entry_id = self._by_seq.get((author, seq))
+        return self._rows[entry_id].stored() if entry_id else None
+
+    def range(self, author: bytes, start: int = 1, end: int | None = None) -> list[StoredEntry]:
+        feed = self._feeds.get(author)
+        if feed is None:
+            return []
+        last = min(end if end is not None else feed.latest_seq, feed.latest_seq)
+        found = (self.get_at(author, s) for s in range(max(start, 1), last + 1))
+        return [s for s in found if s is not None]
+
+    def iter_feed(self, author: bytes, start: int = 1, batch: int = 1000) -> Iterator[StoredEntry]:
+        yield from self.range(author, start)
+
+    def forks(self) -> list[ForkProof]:
+        return [self._forks[k] for k in sorted(self._forks)]
+
+    def thread(self, root: bytes) -> list[StoredEntry]:
+        rows = [
+            r
+            for r in self._rows.values()
+            if r.entry.id == root or (r.index and r.index.root == root)
+        ]
+        return [r.stored() for r in sorted(rows, key=lambda r: r.order)]
+
+    def by_type(self, content_type: str, limit: int | None = None) -> list[StoredEntry]:
+        rows = sorted(
+            (r for r in self._rows.values() if r.index and r.index.type == content_type),
+            key=lambda r: -r.order,
+        )
+        return [r.stored() for r in rows[:limit]]
+
+    def referring(self, target: bytes, content_type: str | None = None) -> list[StoredEntry]:
+        rows = [
+            r
+            for r in self._rows.values()
+            if r.index and r.index.target == target and content_type in (None, r.index.type)
+        ]
+        return [r.stored() for r in sorted(rows, key=lambda r: r.order)]
+
+    def count(self) -> int:
+        return len(self._rows)
+
+    def get_meta(self, key: str) -> bytes | None:
+        return self._meta.get(key)
+
+    def set_meta(self, key: str, value: bytes | None) -> None:
+        if value is None:
+            self._meta.pop(key, None)
+        else:
+            self._meta[key] = value

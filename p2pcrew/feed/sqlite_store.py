@@ -1,0 +1,342 @@
+"""SQLite backend: WAL, one writer connection, numbered migrations, a process lock.
+
+Why these choices:
+- WAL lets read-only commands (``log``, ``feeds``, ``show``) run beside a writing
+  node. Only one connection ever writes: the SQLite shipped here predates the fix
+  for a WAL-reset race that needs two writing connections.
+- A second *writing* process on the same data directory would be that race, so
+  writers take an exclusive ``flock`` on ``store.lock`` and a second one refuses to
+  start with a clear message. Readers take no lock.
+- Own appends commit with ``synchronous=FULL`` (the WAL is fsynced before the
+  commit returns); received batches use ``NORMAL``, which survives a process crash
+  and loses at most the last batches on power loss, which peers will resend.
+- Schema changes are numbered ``migrations/NNN_name.sql`` files, each applied in its
+  own transaction and recorded in ``PRAGMA user_version``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import IO, Any
+
+from p2pcrew.feed.entry import Entry, decode_entry
+from p2pcrew.feed.indexing import IndexRow
+from p2pcrew.feed.store import FeedInfo, ForkProof, Store, StoredEntry, StoreError, now_ms
+from p2pcrew.feed.validate import Tip
+from p2pcrew.feed.verify import Verifier
+
+DB_NAME = "p2pcrew.sqlite3"
+LOCK_NAME = "store.lock"
+
+
+class StoreLocked(StoreError):
+    """Another process is writing to this data directory."""
+
+
+class StoreMissing(StoreError, FileNotFoundError):
+    """No store exists at the path given to a read-only open."""
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """(number, name, sql) for every packaged migration, in order."""
+    found = []
+    for item in resources.files("p2pcrew.feed.migrations").iterdir():
+        name = item.name
+        if name.endswith(".sql") and name[:3].isdigit():
+            found.append((int(name[:3]), name, item.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+class SqliteStore(Store):
+    """A store in ``directory``; ``readonly`` opens never write, lock or migrate."""
+
+    def __init__(
+        self, directory: Path, *, readonly: bool = False, verifier: Verifier | None = None
+    ) -> None:
+        super().__init__(verifier)
+        self.directory = Path(directory)
+        self.readonly = readonly
+        self._mutex = threading.RLock()
+        self._lock_file: IO[str] | None = None
+        path = self.directory / DB_NAME
+        if readonly:
+            if not path.exists():
+                raise StoreMissing(
+                    f"no p2pcrew store in {self.directory}; run `p2pcrew init` first"
+                )
+            self._db = sqlite3.connect(
+                f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+            )
+            self._check_schema_version()
+        else:
+            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._lock_file = _take_lock(self.directory / LOCK_NAME)
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._migrate()
+        self._db.execute("PRAGMA busy_timeout=5000")
+
+    # ---- lifecycle -------------------------------------------------------
+
+    def close(self) -> None:
+        with self._mutex:
+            self._db.close()
+            self.verifier.close()
+            if self._lock_file is not None:
+                self._lock_file.close()
+                self._lock_file = None
+
+    def _migrate(self) -> None:
+        (current,) = self._db.execute("PRAGMA user_version").fetchone()
+        known = migrations()
+        if known and current > known[-1][0]:
+            raise StoreError(
+                f"this store has schema version {current}, newer than this p2pcrew "
+                f"understands ({known[-1][0]}); upgrade p2pcrew"
+            )
+        for number, _name, sql in known:
+            if number <= current:
+                continue
+            # executescript would COMMIT on its own; run statements in one transaction.
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _statements(sql):
+                    self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version={number}")
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def _check_schema_version(self) -> None:
+        (current,) = self._db.execute("PRAGMA user_version").fetchone()
+        known = migrations()[-1][0]
+        if current != known:
+            raise StoreError(
+                f"store schema version {current} differs from {known}; open it once "
+                "with a writing command (for example `p2pcrew whoami` after upgrading)"
+            )
+
+    # ---- transactions ----------------------------------------------------
+
+    @contextlib.contextmanager
+    def _transaction(self, *, durable: bool) -> Iterator[None]:
+        if self.readonly:
+            raise StoreError("this store was opened read-only")
+        with self._mutex:
+            self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # ---- primitives -----------------------------------------------------
+
+    def _feed(self, author: bytes) -> FeedInfo | None:
+        row = self._one(
+            "SELECT author, latest_seq, latest_id, forked FROM feeds WHERE author=?", author
+        )
+        return FeedInfo(row[0], row[1], row[2], bool(row[3])) if row else None
+
+    def _get(self, entry_id: bytes) -> StoredEntry | None:
+        row = self._one(
+            "SELECT header, payload, received_at, rowid FROM entries WHERE id=?", entry_id
+        )
+        return _stored(row) if row else None
+
+    def _entry_at(self, author: bytes, seq: int) -> Entry | None:
+        row = self._one("SELECT header FROM entries WHERE author=? AND seq=?", author, seq)
+        return decode_entry(row[0]) if row else None
+
+    def _entry_id_at(self, author: bytes, seq: int) -> bytes | None:
+        row = self._one("SELECT id FROM entries WHERE author=? AND seq=?", author, seq)
+        return bytes(row[0]) if row else None
+
+    def _insert(self, entry: Entry, payload: bytes | None, row: IndexRow | None) -> None:
+        cur = self._db.execute(
+            "INSERT INTO entries(author, seq, id, header, payload, received_at) "
+            "VALUES (?,?,?,?,?,?)",
+            (entry.author, entry.seq, entry.id, entry.header, payload, now_ms()),
+        )
+        if row is not None:
+            self._db.execute(
+                "INSERT INTO content(entry_rowid, type, claimed_time, root, parent, target) "
+                "VALUES (?,?,?,?,?,?)",
+                (cur.lastrowid, row.type, row.claimed_time, row.root, row.parent, row.target),
+            )
+
+    def _set_tip(self, author: bytes, tip: Tip) -> None:
+        self._db.execute(
+            "INSERT INTO feeds(author, latest_seq, latest_id) VALUES (?,?,?) "
+            "ON CONFLICT(author) DO UPDATE SET latest_seq=excluded.latest_seq, "
+            "latest_id=excluded.latest_id",
+            (author, tip.seq, tip.id),
+        )
+
+    def _mark_forked(self, proof: ForkProof) -> None:
+        self._db.execute(
+            "INSERT OR IGNORE INTO forks(author, seq, first, second) VALUES (?,?,?,?)",
+            (proof.author, proof.seq, proof.first, proof.second),
+        )
+        self._db.execute("UPDATE feeds SET forked=1 WHERE author=?", (proof.author,))
+
+    def _tombstone_author(self, target: bytes) -> bytes | None:
+        row = self._one("SELECT author FROM tombstones WHERE target=?", target)
+        return bytes(row[0]) if row else None
+
+    def _add_tombstone(self, target: bytes, author: bytes) -> None:
+        self._db.execute(
+            "INSERT OR IGNORE INTO tombstones(target, author) VALUES (?,?)", (target, author)
+        )
+
+    def _drop_payload(self, entry_id: bytes) -> None:
+        self._db.execute(
+            "DELETE FROM content WHERE entry_rowid=(SELECT rowid FROM entries WHERE id=?)",
+            (entry_id,),
+        )
+        self._db.execute("UPDATE entries SET payload=NULL WHERE id=?", (entry_id,))
+
+    # ---- reads ---------------------------------------------------------
+
+    def feeds(self) -> list[FeedInfo]:
+        rows = self._all("SELECT author, latest_seq, latest_id, forked FROM feeds ORDER BY author")
+        return [FeedInfo(r[0], r[1], r[2], bool(r[3])) for r in rows]
+
+    def latest_seqs(self) -> dict[bytes, int]:
+        return {r[0]: r[1] for r in self._all("SELECT author, latest_seq FROM feeds")}
+
+    def get_at(self, author: bytes, seq: int) -> StoredEntry | None:
+        row = self._one(
+            "SELECT header, payload, received_at, rowid FROM entries WHERE author=? AND seq=?",
+            author,
+            seq,
+        )
+        return _stored(row) if row else None
+
+    def range(self, author: bytes, start: int = 1, end: int | None = None) -> list[StoredEntry]:
+        last = end if end is not None else 2**62
+        rows = self._all(
+            "SELECT header, payload, received_at, rowid FROM entries "
+            "WHERE author=? AND seq BETWEEN ? AND ? ORDER BY seq",
+            author,
+            start,
+            last,
+        )
+        return [_stored(r) for r in rows]
+
+    def iter_feed(self, author: bytes, start: int = 1, batch: int = 1000) -> Iterator[StoredEntry]:
+        while True:
+            chunk = self.range(author, start, start + batch - 1)
+            yield from chunk
+            if len(chunk) < batch:
+                return
+            start += batch
+
+    def forks(self) -> list[ForkProof]:
+        rows = self._all("SELECT author, seq, first, second FROM forks ORDER BY author, seq")
+        return [ForkProof(*r) for r in rows]
+
+    def thread(self, root: bytes) -> list[StoredEntry]:
+        rows = self._all(
+            "SELECT header, payload, received_at, rowid FROM entries WHERE id=? UNION ALL "
+            "SELECT e.header, e.payload, e.received_at, e.rowid FROM content c "
+            "JOIN entries e ON e.rowid=c.entry_rowid WHERE c.root=? ORDER BY 4",
+            root,
+            root,
+        )
+        return [_stored(r) for r in rows]
+
+    def by_type(self, content_type: str, limit: int | None = None) -> list[StoredEntry]:
+        rows = self._all(
+            "SELECT e.header, e.payload, e.received_at, e.rowid FROM content c "
+            "JOIN entries e ON e.rowid=c.entry_rowid WHERE c.type=? "
+            "ORDER BY c.entry_rowid DESC LIMIT ?",
+            content_type,
+            -1 if limit is None else limit,
+        )
+        return [_stored(r) for r in rows]
+
+    def referring(self, target: bytes, content_type: str | None = None) -> list[StoredEntry]:
+        rows = self._all(
+            "SELECT e.header, e.payload, e.received_at, e.rowid FROM content c "
+            "JOIN entries e ON e.rowid=c.entry_rowid WHERE c.target=? "
+            "AND (? IS NULL OR c.type=?) ORDER BY c.entry_rowid",
+            target,
+            content_type,
+            content_type,
+        )
+        return [_stored(r) for r in rows]
+
+    def count(self) -> int:
+        row = self._one("SELECT COUNT(*) FROM entries")
+        return int(row[0]) if row else 0
+
+    def get_meta(self, key: str) -> bytes | None:
+        row = self._one("SELECT value FROM meta WHERE key=?", key)
+        return bytes(row[0]) if row and row[0] is not None else None
+
+    def set_meta(self, key: str, value: bytes | None) -> None:
+        with self._transaction(durable=True):
+            if value is None:
+                self._db.execute("DELETE FROM meta WHERE key=?", (key,))
+            else:
+                self._db.execute(
+                    "INSERT INTO meta(key, value) VALUES (?,?) "
+                    "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                    (key, value),
+                )
+
+    def integrity_check(self) -> list[str]:
+        """SQLite's own structural check: ``["ok"]`` when the file is sound."""
+        return [r[0] for r in self._all("PRAGMA integrity_check")]
+
+    # ---- helpers ---------------------------------------------------------
+
+    def _one(self, sql: str, *args: object) -> tuple[Any, ...] | None:
+        with self._mutex:
+            row: tuple[Any, ...] | None = self._db.execute(sql, args).fetchone()
+            return row
+
+    def _all(self, sql: str, *args: object) -> list[tuple[Any, ...]]:
+        with self._mutex:
+            return self._db.execute(sql, args).fetchall()
+
+
+def _stored(row: tuple[Any, ...]) -> StoredEntry:
+    header, payload, received_at, order = row
+    return StoredEntry(decode_entry(header), payload, received_at, order)
+
+
+def _statements(sql: str) -> list[str]:
+    body = "\n".join(line for line in sql.splitlines() if not line.strip().startswith("--"))
+    return [s.strip() for s in body.split(";") if s.strip()]
+
+
+def _take_lock(path: Path) -> IO[str]:
+    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the store's life
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise StoreLocked(
+            f"{path.parent} is in use by p2pcrew (pid {holder}); only one writing process "
+            "may use a data directory. Stop it, or run this command through it"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle

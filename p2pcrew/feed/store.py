@@ -1,0 +1,327 @@
+"""The store: the one owner of persistence, and the one path to "accepted".
+
+``Store`` holds every decision (validation order, forks, deletes, own appends) and
+asks a backend for a handful of primitive reads and writes inside a transaction.
+Two backends implement those primitives: SQLite (``sqlite_store``) for real use and
+a dictionary (``memory_store``) for fast tests; one contract suite runs against
+both, so they cannot drift apart.
+
+Ingest order for a batch of received entries: decode and verify signatures first,
+in parallel and outside any transaction (pure work); then, in one write
+transaction, apply the chain rules entry by entry, store what passes and index it.
+A rejection never aborts the batch: the valid entries are kept and the rejection
+is reported with its rule, so a peer that sends garbage mid-stream loses only the
+garbage.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+
+import nacl.signing
+
+from p2pcrew.errors import P2PCrewError
+from p2pcrew.feed import validate
+from p2pcrew.feed.entry import Entry, create_entry, lipmaa
+from p2pcrew.feed.errors import (
+    EntryRejected,
+    FeedForked,
+    ForkDetected,
+    SequenceRepeat,
+)
+from p2pcrew.feed.ids import feed_id_to_text
+from p2pcrew.feed.indexing import IndexRow, index_row
+from p2pcrew.feed.validate import Tip
+from p2pcrew.feed.verify import Verifier
+
+
+class StoreError(P2PCrewError):
+    """The store cannot be used as asked (locked, missing, newer schema, ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FeedInfo:
+    author: bytes
+    latest_seq: int
+    latest_id: bytes
+    forked: bool
+
+    @property
+    def tip(self) -> Tip:
+        return Tip(self.latest_seq, self.latest_id)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEntry:
+    entry: Entry
+    payload: bytes | None
+    """None when the payload was deleted."""
+    received_at: int
+    """Local wall-clock milliseconds when this store accepted the entry."""
+    order: int
+    """Local arrival order; larger is newer."""
+
+
+@dataclass(frozen=True, slots=True)
+class ForkProof:
+    """Two validly signed headers by one author at one sequence number."""
+
+    author: bytes
+    seq: int
+    first: bytes
+    second: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    index: int
+    """Position in the submitted batch."""
+    error: EntryRejected
+
+
+@dataclass(slots=True)
+class IngestResult:
+    accepted: list[Entry] = field(default_factory=list)
+    duplicates: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+    newly_forked: list[bytes] = field(default_factory=list)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Store(ABC):
+    """Decisions live here; backends supply primitives (the ``_`` methods)."""
+
+    def __init__(self, verifier: Verifier | None = None) -> None:
+        self.verifier = verifier or Verifier()
+
+    # ---- writes --------------------------------------------------------------
+
+    def append(
+        self, signing_key: nacl.signing.SigningKey, payloads: Sequence[bytes]
+    ) -> list[Entry]:
+        """Sign and durably store new own entries, one transaction for all.
+
+        The commit is durable (fsync) before this returns, so nothing can offer an
+        entry to a peer that a crash could still take back.
+
+        Raises:
+            FeedForked: our own feed is marked forked (the key was used elsewhere).
+            EntryTooLarge: a payload exceeds the maximum size.
+        """
+        author = bytes(signing_key.verify_key)
+        created: list[Entry] = []
+        with self._transaction(durable=True):
+            feed = self._feed(author)
+            if feed is not None and feed.forked:
+                raise FeedForked(
+                    "your own feed is marked forked: this key published elsewhere; "
+                    "see `p2pcrew feeds`",
+                    where=feed_id_to_text(author),
+                )
+            tip = feed.tip if feed is not None else None
+            for payload in payloads:
+                seq = 1 if tip is None else tip.seq + 1
+                lip = self._entry_id_at(author, lipmaa(seq)) if seq > 1 else None
+                backlink = tip.id if tip is not None else None
+                entry = create_entry(signing_key, seq, backlink, lip, payload)
+                self._store(entry, payload, index_row(payload))
+                tip = Tip(seq, entry.id)
+                created.append(entry)
+            if tip is not None:
+                self._set_tip(author, tip)
+        return created
+
+    def ingest(
+        self, items: Sequence[tuple[bytes, bytes | None]], *, expected_author: bytes | None = None
+    ) -> IngestResult:
+        """Validate and store received (header, payload) pairs in one transaction.
+
+        A payload of None stores the header alone (its payload was deleted).
+        Rejections are reported per item in the result, never raised.
+        """
+        decoded = self.verifier.verify([header for header, _ in items])
+        result = IngestResult()
+        tips: dict[bytes, Tip] = {}
+        with self._transaction(durable=False):
+            for index, (item, entry) in enumerate(zip(items, decoded, strict=True)):
+                if isinstance(entry, EntryRejected):
+                    result.rejected.append(Rejection(index, entry))
+                    continue
+                try:
+                    if entry.author in result.newly_forked:
+                        raise FeedForked("feed forked earlier in this batch", where=entry.where())
+                    self._accept(entry, item[1], expected_author, tips)
+                except SequenceRepeat:
+                    result.duplicates += 1
+                except EntryRejected as exc:
+                    if isinstance(exc, ForkDetected):
+                        result.newly_forked.append(entry.author)
+                    result.rejected.append(Rejection(index, exc))
+                else:
+                    result.accepted.append(entry)
+            for author, tip in tips.items():
+                self._set_tip(author, tip)
+        return result
+
+    def delete_local(self, entry_id: bytes) -> bool:
+        """Drop a payload here and never accept it again. True if we held it."""
+        with self._transaction(durable=True):
+            stored = self._get(entry_id)
+            if stored is None:
+                return False
+            self._add_tombstone(entry_id, stored.entry.author)
+            self._drop_payload(entry_id)
+            return True
+
+    # ---- the decisions -----------------------------------------------------
+
+    def _accept(
+        self,
+        entry: Entry,
+        payload: bytes | None,
+        expected_author: bytes | None,
+        tips: dict[bytes, Tip],
+    ) -> None:
+        if expected_author is not None:
+            validate.check_author(entry, expected_author)
+        tip = tips.get(entry.author)
+        if tip is None:
+            feed = self._feed(entry.author)
+            if feed is not None and feed.forked:
+                raise FeedForked(
+                    "feed is marked forked; nothing more is accepted", where=entry.where()
+                )
+            tip = feed.tip if feed is not None else None
+        if tip is not None and entry.seq <= tip.seq:
+            self._check_repeat_or_fork(entry, tip)
+        target = self._entry_id_at(entry.author, validate.expected_lipmaa_seq(entry))
+        validate.check_successor(entry, tip, target)
+        if payload is not None:
+            validate.check_payload(entry, payload)
+            if self._tombstone_author(entry.id) == entry.author:
+                payload = None  # deleted by its author before it reached us
+        self._store(entry, payload, index_row(payload) if payload is not None else None)
+        tips[entry.author] = Tip(entry.seq, entry.id)
+
+    def _check_repeat_or_fork(self, entry: Entry, tip: Tip) -> None:
+        stored = self._entry_at(entry.author, entry.seq)
+        if stored is None:  # pragma: no cover - a tip implies the whole prefix
+            raise StoreError(f"store is missing {entry.where()}; run `p2pcrew check`")
+        try:
+            validate.check_same_entry(entry, stored)
+        except ForkDetected:
+            self._set_tip(entry.author, tip)  # the tip may be pending in this batch
+            self._mark_forked(ForkProof(entry.author, entry.seq, stored.header, entry.header))
+            raise
+
+    def _store(self, entry: Entry, payload: bytes | None, row: IndexRow | None) -> None:
+        self._insert(entry, payload, row)
+        if row is not None and row.type == "delete" and row.target is not None:
+            self._apply_delete(entry.author, row.target)
+
+    def _apply_delete(self, deleter: bytes, target: bytes) -> None:
+        """Only an entry's author may delete it; a delete may arrive before its target."""
+        stored = self._get(target)
+        if stored is not None and stored.entry.author != deleter:
+            return
+        self._add_tombstone(target, deleter)
+        if stored is not None:
+            self._drop_payload(target)
+
+    # ---- reads (public) ---------------------------------------------------
+
+    def feed(self, author: bytes) -> FeedInfo | None:
+        return self._feed(author)
+
+    def get(self, entry_id: bytes) -> StoredEntry | None:
+        return self._get(entry_id)
+
+    def is_deleted(self, entry_id: bytes) -> bool:
+        return self._tombstone_author(entry_id) is not None
+
+    @abstractmethod
+    def feeds(self) -> list[FeedInfo]: ...
+
+    @abstractmethod
+    def latest_seqs(self) -> dict[bytes, int]:
+        """The vector clock: feed id to latest stored sequence number."""
+
+    @abstractmethod
+    def get_at(self, author: bytes, seq: int) -> StoredEntry | None: ...
+
+    @abstractmethod
+    def range(self, author: bytes, start: int = 1, end: int | None = None) -> list[StoredEntry]:
+        """Entries ``start..end`` (inclusive) of a feed, in order."""
+
+    @abstractmethod
+    def iter_feed(self, author: bytes, start: int = 1, batch: int = 1000) -> Iterator[StoredEntry]:
+        """All entries of a feed from ``start``, in order, read in batches."""
+
+    @abstractmethod
+    def forks(self) -> list[ForkProof]: ...
+
+    @abstractmethod
+    def thread(self, root: bytes) -> list[StoredEntry]:
+        """The root post and every entry whose thread root is ``root``, arrival order."""
+
+    @abstractmethod
+    def by_type(self, content_type: str, limit: int | None = None) -> list[StoredEntry]:
+        """Entries of one content type, newest arrival first."""
+
+    @abstractmethod
+    def referring(self, target: bytes, content_type: str | None = None) -> list[StoredEntry]:
+        """Entries whose index target is ``target`` (updates, reactions), arrival order."""
+
+    @abstractmethod
+    def count(self) -> int: ...
+
+    @abstractmethod
+    def get_meta(self, key: str) -> bytes | None: ...
+
+    @abstractmethod
+    def set_meta(self, key: str, value: bytes | None) -> None: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    # ---- primitives (backends) --------------------------------------------
+
+    @abstractmethod
+    def _transaction(self, *, durable: bool) -> AbstractContextManager[None]: ...
+
+    @abstractmethod
+    def _feed(self, author: bytes) -> FeedInfo | None: ...
+
+    @abstractmethod
+    def _get(self, entry_id: bytes) -> StoredEntry | None: ...
+
+    @abstractmethod
+    def _entry_at(self, author: bytes, seq: int) -> Entry | None: ...
+
+    @abstractmethod
+    def _entry_id_at(self, author: bytes, seq: int) -> bytes | None: ...
+
+    @abstractmethod
+    def _insert(self, entry: Entry, payload: bytes | None, row: IndexRow | None) -> None: ...
+
+    @abstractmethod
+    def _set_tip(self, author: bytes, tip: Tip) -> None: ...
+
+    @abstractmethod
+    def _mark_forked(self, proof: ForkProof) -> None: ...
+
+    @abstractmethod
+    def _tombstone_author(self, target: bytes) -> bytes | None: ...
+
+    @abstractmethod
+    def _add_tombstone(self, target: bytes, author: bytes) -> None: ...
+
+    @abstractmethod
+    def _drop_payload(self, entry_id: bytes) -> None: ...

@@ -1,0 +1,159 @@
+"""One contract, two backends: SQLite and in-memory must decide identically."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from p2pcrew.feed import content as c
+from p2pcrew.feed import errors as E
+from p2pcrew.feed.entry import create_entry, lipmaa
+from p2pcrew.feed.memory_store import MemoryStore
+from p2pcrew.feed.sqlite_store import SqliteStore
+from p2pcrew.feed.store import Store
+from p2pcrew.feed.verify import Verifier
+from tests.feed.helpers import key, make_chain
+
+A, B = key(1), key(2)
+A_ID, B_ID = bytes(A.verify_key), bytes(B.verify_key)
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    s: Store = (
+        SqliteStore(tmp_path / "store", verifier=Verifier(workers=2))
+        if request.param == "sqlite"
+        else MemoryStore()
+    )
+    yield s
+    s.close()
+
+
+def items(chain: list) -> list[tuple[bytes, bytes | None]]:
+    return [(e.header, p) for e, p in chain]
+
+
+def post(text: str, **kw: object) -> bytes:
+    return c.encode_content(c.Post(text=text, time=1_700_000_000_000, **kw))  # type: ignore[arg-type]
+
+
+def test_append_builds_a_valid_chain(store: Store) -> None:
+    entries = store.append(A, [b"one", b"two"]) + store.append(A, [b"three"])
+    assert [e.seq for e in entries] == [1, 2, 3]
+    assert entries[1].backlink == entries[0].id
+    assert entries[2].lipmaa_link == entries[lipmaa(3) - 1].id
+    assert store.latest_seqs() == {A_ID: 3}
+    assert [s.payload for s in store.range(A_ID)] == [b"one", b"two", b"three"]
+
+
+def test_ingest_accepts_in_order_and_counts_duplicates(store: Store) -> None:
+    chain = make_chain(A, 200)
+    result = store.ingest(items(chain))
+    assert len(result.accepted) == 200 and not result.rejected
+    again = store.ingest(items(chain[:10]))
+    assert again.duplicates == 10 and not again.accepted
+    assert store.feed(A_ID).latest_seq == 200  # type: ignore[union-attr]
+    assert store.count() == 200
+
+
+def test_ingest_keeps_valid_prefix_and_names_the_rule(store: Store) -> None:
+    chain = make_chain(A, 6)
+    forged = bytearray(chain[3][0].header)
+    forged[-1] ^= 1
+    batch = [*items(chain[:3]), (bytes(forged), chain[3][1]), *items(chain[4:])]
+    result = store.ingest(batch)
+    assert [e.seq for e in result.accepted] == [1, 2, 3]
+    rules = [r.error.rule for r in result.rejected]
+    assert rules == ["bad-signature", "sequence-gap", "sequence-gap"]
+    assert "entry 4 of feed_" in str(result.rejected[0].error)
+
+
+def test_gap_and_payload_mismatch(store: Store) -> None:
+    chain = make_chain(A, 3)
+    assert store.ingest(items(chain[1:2])).rejected[0].error.rule == "sequence-gap"
+    bad = store.ingest([(chain[0][0].header, b"not it")])
+    assert isinstance(bad.rejected[0].error, E.PayloadSizeMismatch | E.PayloadHashMismatch)
+    assert store.latest_seqs() == {}
+
+
+def test_wrong_author_when_expected(store: Store) -> None:
+    result = store.ingest(items(make_chain(A, 1)), expected_author=B_ID)
+    assert result.rejected[0].error.rule == "wrong-author"
+
+
+def test_fork_marks_feed_and_keeps_proof(store: Store) -> None:
+    chain = make_chain(A, 3)
+    store.ingest(items(chain))
+    rival = create_entry(A, 2, chain[0][0].id, chain[0][0].id, b"rival")
+    result = store.ingest([(rival.header, b"rival")])
+    assert result.newly_forked == [A_ID]
+    assert result.rejected[0].error.rule == "fork"
+    assert store.feed(A_ID).forked  # type: ignore[union-attr]
+    proof = store.forks()[0]
+    assert (proof.seq, proof.first, proof.second) == (2, chain[1][0].header, rival.header)
+    more = make_chain(A, 4)
+    assert store.ingest(items(more[3:])).rejected[0].error.rule == "feed-forked"
+    with pytest.raises(E.FeedForked):
+        store.append(A, [b"x"])
+
+
+def test_fork_inside_one_batch_stops_the_feed(store: Store) -> None:
+    chain = make_chain(A, 3)
+    rival = create_entry(A, 2, chain[0][0].id, chain[0][0].id, b"rival")
+    result = store.ingest([*items(chain[:2]), (rival.header, b"rival"), *items(chain[2:])])
+    assert [r.error.rule for r in result.rejected] == ["fork", "feed-forked"]
+    assert store.feed(A_ID).latest_seq == 2  # type: ignore[union-attr]
+
+
+def test_header_without_payload_is_stored(store: Store) -> None:
+    chain = make_chain(A, 2)
+    result = store.ingest([(chain[0][0].header, None), (chain[1][0].header, chain[1][1])])
+    assert len(result.accepted) == 2
+    assert store.get_at(A_ID, 1).payload is None  # type: ignore[union-attr]
+
+
+def test_delete_drops_payload_and_refuses_it_later(store: Store) -> None:
+    [target] = store.append(A, [post("secret plan")])
+    store.append(A, [c.encode_content(c.Delete(target=target.id, time=1))])
+    assert store.get(target.id).payload is None  # type: ignore[union-attr]
+    assert store.is_deleted(target.id)
+    assert store.by_type("post") == []
+
+
+def test_delete_arriving_first_wins(store: Store) -> None:
+    remote = MemoryStore()
+    [target] = remote.append(A, [post("oops")])
+    [delete] = remote.append(A, [c.encode_content(c.Delete(target=target.id, time=1))])
+    store.ingest([(target.header, None), (delete.header, remote.get(delete.id).payload)])  # type: ignore[union-attr]
+    # The payload turns up later, from a peer that never saw the delete: refused.
+    assert store.get(target.id).payload is None  # type: ignore[union-attr]
+
+
+def test_only_the_author_may_delete(store: Store) -> None:
+    [target] = store.append(A, [post("mine")])
+    store.append(B, [c.encode_content(c.Delete(target=target.id, time=1))])
+    assert store.get(target.id).payload is not None  # type: ignore[union-attr]
+
+
+def test_threads_and_references(store: Store) -> None:
+    [root] = store.append(A, [post("drill anyone?")])
+    [reply] = store.append(B, [post("I have one", root=root.id, reply_to=root.id)])
+    [req] = store.append(
+        A, [c.encode_content(c.Request(kind="ask", title="drill", category="tools", time=2))]
+    )
+    [upd] = store.append(
+        B, [c.encode_content(c.RequestUpdate(request=req.id, action="claim", time=3))]
+    )
+    assert [s.entry.id for s in store.thread(root.id)] == [root.id, reply.id]
+    assert [s.entry.id for s in store.by_type("request")] == [req.id]
+    assert [s.entry.id for s in store.referring(req.id, "request_update")] == [upd.id]
+
+
+def test_meta_round_trip(store: Store) -> None:
+    assert store.get_meta("k") is None
+    store.set_meta("k", b"v")
+    assert store.get_meta("k") == b"v"
+    store.set_meta("k", None)
+    assert store.get_meta("k") is None
