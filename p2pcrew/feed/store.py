@@ -28,6 +28,7 @@ from p2pcrew.errors import P2PCrewError
 from p2pcrew.feed import validate
 from p2pcrew.feed.entry import Entry, create_entry, lipmaa
 from p2pcrew.feed.errors import (
+    BacklinkMismatch,
     EntryRejected,
     FeedForked,
     ForkDetected,
@@ -68,7 +69,11 @@ class StoredEntry:
 
 @dataclass(frozen=True, slots=True)
 class ForkProof:
-    """Two validly signed headers by one author at one sequence number."""
+    """Two validly signed headers by one author that cannot both be in one feed.
+
+    ``first`` is the stored header at ``seq``; ``second`` is either another header at
+    ``seq`` or a header at ``seq + 1`` whose backlink names another entry ``seq``.
+    """
 
     author: bytes
     seq: int
@@ -202,13 +207,31 @@ class Store(ABC):
         if tip is not None and entry.seq <= tip.seq:
             self._check_repeat_or_fork(entry, tip)
         target = self._entry_id_at(entry.author, validate.expected_lipmaa_seq(entry))
-        validate.check_successor(entry, tip, target)
+        try:
+            validate.check_successor(entry, tip, target)
+        except BacklinkMismatch:
+            # A validly signed successor that links to another entry at tip.seq proves
+            # the author signed two histories: that is a fork, not a bad peer.
+            self._fork_by_successor(entry, tip)
+            raise
         if payload is not None:
             validate.check_payload(entry, payload)
             if self._tombstone_author(entry.id) == entry.author:
                 payload = None  # deleted by its author before it reached us
         self._store(entry, payload, index_row(payload) if payload is not None else None)
         tips[entry.author] = Tip(entry.seq, entry.id)
+
+    def _fork_by_successor(self, entry: Entry, tip: Tip | None) -> None:
+        stored = self._entry_at(entry.author, tip.seq) if tip is not None else None
+        if stored is None:
+            return
+        self._set_tip(entry.author, tip)  # type: ignore[arg-type] # stored implies a tip
+        self._mark_forked(ForkProof(entry.author, stored.seq, stored.header, entry.header))
+        raise ForkDetected(
+            f"the author signed another entry {stored.seq} than the one stored here; the "
+            "feed is marked forked and nothing more from it will be accepted",
+            where=entry.where(),
+        )
 
     def _check_repeat_or_fork(self, entry: Entry, tip: Tip) -> None:
         stored = self._entry_at(entry.author, entry.seq)

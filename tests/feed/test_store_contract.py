@@ -157,3 +157,13 @@ def test_meta_round_trip(store: Store) -> None:
     assert store.get_meta("k") == b"v"
     store.set_meta("k", None)
     assert store.get_meta("k") is None
+
+
+def test_successor_linking_elsewhere_is_a_fork(store: Store) -> None:
+    ours = make_chain(A, 3)
+    rival = make_chain(A, 5, prefix=b"rival")
+    store.ingest(items(ours))
+    result = store.ingest(items(rival[3:]))
+    assert [r.error.rule for r in result.rejected] == ["fork", "feed-forked"]
+    proof = store.forks()[0]
+    assert (proof.seq, proof.first, proof.second) == (3, ours[2][0].header, rival[3][0].header)

@@ -1,0 +1,1 @@
+"""Peer-to-peer replication and its secure transport (Secret Handshake, box-stream)."""
