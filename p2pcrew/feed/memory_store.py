@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from p2pcrew.feed.entry import Entry
 from p2pcrew.feed.indexing import IndexRow
-from p2pcrew.feed.store import FeedInfo, ForkProof, Store, StoredEntry, now_ms
+from p2pcrew.feed.store import FeedInfo, ForkProof, PeerRecord, Store, StoredEntry, now_ms
 from p2pcrew.feed.validate import Tip
 from p2pcrew.feed.verify import Verifier
 
@@ -40,6 +41,8 @@ class MemoryStore(Store):
         self._forks: dict[tuple[bytes, int], ForkProof] = {}
         self._tombstones: dict[bytes, bytes] = {}
         self._meta: dict[str, bytes] = {}
+        self._clocks: dict[bytes, tuple[dict[bytes, int], dict[bytes, int]]] = {}
+        self._peers: dict[str, PeerRecord] = {}
         self._counter = itertools.count(1)
 
     def close(self) -> None:
@@ -150,6 +153,24 @@ class MemoryStore(Store):
 
     def count(self) -> int:
         return len(self._rows)
+
+    def peer_clock(self, peer: bytes) -> tuple[dict[bytes, int], dict[bytes, int]]:
+        received, sent = self._clocks.get(peer, ({}, {}))
+        return dict(received), dict(sent)
+
+    def save_peer_clock(
+        self, peer: bytes, received: dict[bytes, int], sent: dict[bytes, int]
+    ) -> None:
+        self._clocks[peer] = (dict(received), dict(sent))
+
+    def known_peers(self) -> list[PeerRecord]:
+        return [self._peers[a] for a in sorted(self._peers)]
+
+    def save_peer(self, record: PeerRecord) -> None:
+        old = self._peers.get(record.address)
+        if old is not None and record.last_connected is None:
+            record = dataclasses.replace(record, last_connected=old.last_connected)
+        self._peers[record.address] = record
 
     def get_meta(self, key: str) -> bytes | None:
         return self._meta.get(key)

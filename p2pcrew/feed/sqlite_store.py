@@ -26,9 +26,18 @@ from importlib import resources
 from pathlib import Path
 from typing import IO, Any
 
+from p2pcrew import codec
 from p2pcrew.feed.entry import Entry, decode_entry
 from p2pcrew.feed.indexing import IndexRow
-from p2pcrew.feed.store import FeedInfo, ForkProof, Store, StoredEntry, StoreError, now_ms
+from p2pcrew.feed.store import (
+    FeedInfo,
+    ForkProof,
+    PeerRecord,
+    Store,
+    StoredEntry,
+    StoreError,
+    now_ms,
+)
 from p2pcrew.feed.validate import Tip
 from p2pcrew.feed.verify import Verifier
 
@@ -297,6 +306,44 @@ class SqliteStore(Store):
                     (key, value),
                 )
 
+    def peer_clock(self, peer: bytes) -> tuple[dict[bytes, int], dict[bytes, int]]:
+        row = self._one("SELECT received, sent FROM peer_clocks WHERE peer=?", peer)
+        if row is None:
+            return {}, {}
+        return _clock(row[0]), _clock(row[1])
+
+    def save_peer_clock(
+        self, peer: bytes, received: dict[bytes, int], sent: dict[bytes, int]
+    ) -> None:
+        with self._transaction(durable=False):
+            self._db.execute(
+                "INSERT INTO peer_clocks(peer, received, sent) VALUES (?,?,?) "
+                "ON CONFLICT(peer) DO UPDATE SET received=excluded.received, sent=excluded.sent",
+                (peer, _clock_bytes(received), _clock_bytes(sent)),
+            )
+
+    def known_peers(self) -> list[PeerRecord]:
+        rows = self._all(
+            "SELECT address, feed, source, last_connected, last_error FROM peers ORDER BY address"
+        )
+        return [PeerRecord(*r) for r in rows]
+
+    def save_peer(self, record: PeerRecord) -> None:
+        with self._transaction(durable=False):
+            self._db.execute(
+                "INSERT INTO peers(address, feed, source, last_connected, last_error) "
+                "VALUES (?,?,?,?,?) ON CONFLICT(address) DO UPDATE SET feed=excluded.feed, "
+                "source=excluded.source, last_connected=coalesce(excluded.last_connected, "
+                "last_connected), last_error=excluded.last_error",
+                (
+                    record.address,
+                    record.feed,
+                    record.source,
+                    record.last_connected,
+                    record.last_error,
+                ),
+            )
+
     def integrity_check(self) -> list[str]:
         """SQLite's own structural check: ``["ok"]`` when the file is sound."""
         return [r[0] for r in self._all("PRAGMA integrity_check")]
@@ -316,6 +363,17 @@ class SqliteStore(Store):
 def _stored(row: tuple[Any, ...]) -> StoredEntry:
     header, payload, received_at, order = row
     return StoredEntry(decode_entry(header), payload, received_at, order)
+
+
+def _clock_bytes(clock: dict[bytes, int]) -> bytes:
+    return codec.encode([[feed, value] for feed, value in sorted(clock.items())])
+
+
+def _clock(data: bytes) -> dict[bytes, int]:
+    try:
+        return {bytes(feed): int(value) for feed, value in codec.decode(data)}
+    except (codec.CodecError, TypeError, ValueError):
+        return {}  # a damaged clock only costs one full notes exchange
 
 
 def _statements(sql: str) -> list[str]:

@@ -82,6 +82,16 @@ class ForkProof:
 
 
 @dataclass(frozen=True, slots=True)
+class PeerRecord:
+    address: str
+    feed: bytes
+    source: str
+    """How we learnt it: manual, lan, pub, invite."""
+    last_connected: int | None = None
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Rejection:
     index: int
     """Position in the submitted batch."""
@@ -313,6 +323,23 @@ class Store(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+    # ---- what replication remembers about peers ------------------------------
+
+    @abstractmethod
+    def peer_clock(self, peer: bytes) -> tuple[dict[bytes, int], dict[bytes, int]]:
+        """(notes received from, notes sent to) ``peer``; empty dicts if unknown."""
+
+    @abstractmethod
+    def save_peer_clock(
+        self, peer: bytes, received: dict[bytes, int], sent: dict[bytes, int]
+    ) -> None: ...
+
+    @abstractmethod
+    def known_peers(self) -> list[PeerRecord]: ...
+
+    @abstractmethod
+    def save_peer(self, record: PeerRecord) -> None: ...
 
     # ---- primitives (backends) --------------------------------------------
 

@@ -167,3 +167,15 @@ def test_successor_linking_elsewhere_is_a_fork(store: Store) -> None:
     assert [r.error.rule for r in result.rejected] == ["fork", "feed-forked"]
     proof = store.forks()[0]
     assert (proof.seq, proof.first, proof.second) == (3, ours[2][0].header, rival[3][0].header)
+
+
+def test_peer_clocks_and_records(store: Store) -> None:
+    from p2pcrew.feed.store import PeerRecord
+
+    assert store.peer_clock(B_ID) == ({}, {})
+    store.save_peer_clock(B_ID, {A_ID: 7}, {A_ID: 6, B_ID: -1})
+    assert store.peer_clock(B_ID) == ({A_ID: 7}, {A_ID: 6, B_ID: -1})
+    store.save_peer(PeerRecord("tcp://127.0.0.1:1#x", B_ID, "manual", last_connected=5))
+    store.save_peer(PeerRecord("tcp://127.0.0.1:1#x", B_ID, "manual", last_error="refused"))
+    [record] = store.known_peers()
+    assert (record.last_connected, record.last_error) == (5, "refused")
