@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime
 
 import click
@@ -10,9 +11,11 @@ from p2pcrew import publishing
 from p2pcrew.cli import CliState, cli
 from p2pcrew.cli.common import ENTRY, FEED, load_identity, open_store, pass_state
 from p2pcrew.cli.output import emit, json_option
+from p2pcrew.control import publish_via_control
 from p2pcrew.errors import P2PCrewError
 from p2pcrew.feed import content as c
 from p2pcrew.feed.ids import entry_id_to_text
+from p2pcrew.feed.sqlite_store import StoreLocked
 from p2pcrew.views import entry_view
 
 force_option = click.option(
@@ -21,11 +24,23 @@ force_option = click.option(
 
 
 def _publish(state: CliState, item: c.Content, force: bool, as_json: bool) -> None:
-    identity = load_identity(state.home)
-    with open_store(state.home) as store:
-        [entry] = publishing.publish(store, identity, [item], force=force)
-        stored = store.get(entry.id)
-    view = entry_view(stored) if stored else {"id": entry_id_to_text(entry.id)}
+    """Publish directly, or through the running node that holds the store."""
+    try:
+        store = state.home.open_store()
+    except StoreLocked:
+        if not state.home.control_socket.exists():
+            raise
+        [entry_id] = publish_via_control(
+            state.home.control_socket, c.encode_content(item), force=force
+        )
+    else:
+        with contextlib.closing(store):
+            identity = load_identity(state.home)
+            [entry] = publishing.publish(store, identity, [item], force=force)
+            entry_id = entry.id
+    with open_store(state.home, readonly=True) as reader:
+        stored = reader.get(entry_id)
+    view = entry_view(stored) if stored else {"id": entry_id_to_text(entry_id)}
     emit(view, as_json, lambda d: d["id"])
 
 

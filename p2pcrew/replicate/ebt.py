@@ -241,10 +241,14 @@ def _notes(state: EngineState, peer_id: bytes, notes: dict[bytes, int], now: flo
     peer = state.peers[peer_id]
     if not peer.hello_received:
         return [DropPeer(peer_id, "notes-before-hello", "peer sent notes before HELLO")]
+    first = not peer.notes_received
     peer.notes_received = True
     peer.received.update(notes)
+    # The first NOTES of a connection may be an empty delta on top of what we
+    # remember: act on the whole remembered view, since serving is per connection.
+    todo = peer.received if first else notes
     actions: list[Action] = []
-    for feed, value in notes.items():
+    for feed, value in todo.items():
         actions += _serve(state, peer_id, peer, feed, value)
         if state.replicates(feed) and value != NOT_REPLICATING:
             actions += _maybe_move_pusher(state, feed, peer_id, now)

@@ -51,7 +51,7 @@ async def client_handshake(
     network_key: bytes,
     local_key: SigningKey | bytes,
     remote_pk: bytes,
-    timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109 (also the stream's per-read limit)
+    timeout: float = DEFAULT_TIMEOUT,
 ) -> SecureStream:
     """Dial side: authenticate the server as ``remote_pk`` and return the stream.
 
@@ -69,7 +69,7 @@ async def server_handshake(
     writer: asyncio.StreamWriter,
     network_key: bytes,
     local_key: SigningKey | bytes,
-    timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109 (as in client_handshake)
+    timeout: float = DEFAULT_TIMEOUT,
 ) -> SecureStream:
     """Accept side: learn and authenticate the client, return the stream.
 

@@ -205,3 +205,20 @@ def test_unwanted_feed_floods_drop_the_peer(seed: int) -> None:
     sim.run()
     assert b.dropped and b.dropped[-1][1] == "unwanted-entries"
     assert x.id not in heads(b)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_reconnect_in_sync_then_live_push_still_works(seed: int) -> None:
+    sim = Sim(seed)
+    a, b = sim.add("a"), sim.add("b")
+    sim.want(a, b)
+    sim.want(b, a)
+    sim.publish(a, 5)
+    sim.connect(a, b)
+    sim.run()
+    sim.disconnect(a, b)
+    sim.connect(a, b)
+    sim.run()
+    sim.publish(a, 1)
+    sim.run()
+    assert heads(b)[a.id] == 6

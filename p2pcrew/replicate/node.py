@@ -1,0 +1,286 @@
+"""A running node: the engine, the store, and the peer connections, on one event loop.
+
+The node is the only place where engine actions meet the world: it feeds every
+happening to ``ebt.step`` and carries out the returned actions on the right
+``PeerLink`` or on the store. Received entries are ingested on a worker thread (the
+store's single writer connection is thread-safe; signature checks run on the
+verifier's own pool), so the event loop keeps serving other peers meanwhile.
+
+Bounds: ``max_connections`` links at once, handshakes time out (``HANDSHAKE_TIMEOUT``),
+one link per peer key (a second connection from the same peer is refused).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from p2pcrew import publishing
+from p2pcrew.feed.content import Content
+from p2pcrew.feed.entry import Entry, decode_entry
+from p2pcrew.feed.errors import EntryRejected
+from p2pcrew.feed.identity import Identity
+from p2pcrew.feed.store import PeerRecord, Store, now_ms
+from p2pcrew.replicate import ebt
+from p2pcrew.replicate import messages as m
+from p2pcrew.replicate.address import Address
+from p2pcrew.replicate.peer import PeerLink
+from p2pcrew.replicate.scope import DEFAULT_HOPS, compute_scope
+from p2pcrew.replicate.secure_stream import client_handshake, server_handshake
+from p2pcrew.replicate.shs import P2PCREW_NETWORK_KEY
+from p2pcrew.replicate.transport_errors import TransportError
+
+log = logging.getLogger(__name__)
+
+HANDSHAKE_TIMEOUT = 10.0
+CONNECT_TIMEOUT = 10.0
+TICK_SECONDS = 1.0
+DEFAULT_MAX_CONNECTIONS = 64
+FORK_RULES = ("fork", "feed-forked")
+
+
+@dataclass
+class NodeStats:
+    received: dict[bytes, int] = field(default_factory=dict)
+    sent: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+
+
+class Node:
+    def __init__(
+        self,
+        store: Store,
+        identity: Identity,
+        *,
+        network_key: bytes = P2PCREW_NETWORK_KEY,
+        hops: int = DEFAULT_HOPS,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.identity = identity
+        self.network_key = network_key
+        self.hops = hops
+        self.max_connections = max_connections
+        self.on_change = on_change
+        self.links: dict[bytes, PeerLink] = {}
+        self.extra_feeds: set[bytes] = {p.feed for p in store.known_peers()}
+        self.stats = NodeStats()
+        self.state = ebt.EngineState(local=store.latest_seqs(), wanted=frozenset())
+        self._servers: list[asyncio.Server] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._ticker: asyncio.Task[None] | None = None
+        self._ingest_lock = asyncio.Lock()
+        self.refresh_scope()
+
+    # ---- lifecycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._ticker = asyncio.create_task(self._tick_loop())
+
+    async def listen(self, host: str, port: int) -> tuple[str, int]:
+        server = await asyncio.start_server(self._accept, host, port, limit=2**16)
+        self._servers.append(server)
+        sock = server.sockets[0].getsockname()
+        return sock[0], sock[1]
+
+    async def close(self) -> None:
+        for server in self._servers:
+            server.close()
+        for link in list(self.links.values()):
+            await link.goodbye(timeout=2.0)
+        if self._ticker is not None:
+            self._ticker.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # ---- connecting ------------------------------------------------------------
+
+    async def connect(self, address: Address, *, source: str = "manual") -> PeerLink:
+        """Dial, handshake and start replicating. Raises TransportError or OSError."""
+        if address.key in self.links:
+            return self.links[address.key]
+        self._remember(address, source)
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(address.host, address.port, limit=2**16), CONNECT_TIMEOUT
+            )
+            stream = await client_handshake(
+                reader,
+                writer,
+                self.network_key,
+                self.identity.signing_key,
+                address.key,
+                timeout=HANDSHAKE_TIMEOUT,
+            )
+        except (TransportError, OSError, TimeoutError) as exc:
+            self.store.save_peer(PeerRecord(str(address), address.key, source, last_error=str(exc)))
+            raise
+        self.store.save_peer(PeerRecord(str(address), address.key, source, last_connected=now_ms()))
+        return self._start_link(PeerLink(self, stream, client=True, address=str(address)))
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self.links) >= self.max_connections:
+            writer.close()
+            return
+        try:
+            stream = await server_handshake(
+                reader,
+                writer,
+                self.network_key,
+                self.identity.signing_key,
+                timeout=HANDSHAKE_TIMEOUT,
+            )
+        except (TransportError, OSError) as exc:
+            log.info("incoming handshake failed: %s", exc)
+            writer.close()
+            return
+        if stream.remote_public_key in self.links:
+            stream.abort()
+            return
+        peername = writer.get_extra_info("peername")
+        link = self._start_link(PeerLink(self, stream, client=False, address=str(peername)))
+        await link.closed.wait()
+
+    def _start_link(self, link: PeerLink) -> PeerLink:
+        self.links[link.peer] = link
+        task = asyncio.create_task(link.run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return link
+
+    def _remember(self, address: Address, source: str) -> None:
+        if address.key not in self.extra_feeds:
+            self.extra_feeds.add(address.key)
+            self.refresh_scope()
+
+    # ---- engine plumbing --------------------------------------------------------
+
+    def refresh_scope(self) -> None:
+        scope = compute_scope(
+            self.store, self.identity.public_key, hops=self.hops, extra=self.extra_feeds
+        )
+        self._apply(ebt.step(self.state, ebt.ScopeChanged(scope.wanted, scope.blocked)))
+
+    def link_ready(self, link: PeerLink) -> None:
+        received, sent = self.store.peer_clock(link.peer)
+        self._apply(
+            ebt.step(self.state, ebt.PeerConnected(link.peer, time.monotonic(), received, sent))
+        )
+
+    def link_closed(self, link: PeerLink) -> None:
+        if self.links.get(link.peer) is link:
+            del self.links[link.peer]
+            self._apply(ebt.step(self.state, ebt.PeerDisconnected(link.peer)))
+        self._changed()
+
+    async def message_from(self, link: PeerLink, message: m.Message) -> None:
+        if not isinstance(message, m.Entries):
+            self._apply(
+                ebt.step(self.state, ebt.MessageReceived(link.peer, message, time.monotonic()))
+            )
+            return
+        wanted, unwanted = [], 0
+        for header, payload in message.items:
+            try:
+                author = decode_entry(header).author
+            except EntryRejected:
+                wanted.append((header, payload))  # the store names the rule
+                continue
+            if ebt.accepts(self.state, author):
+                wanted.append((header, payload))
+            else:
+                unwanted += 1
+        if unwanted:
+            self._apply(ebt.step(self.state, ebt.UnwantedEntriesReceived(link.peer, unwanted)))
+        if wanted:
+            await self._ingest(link, wanted)
+
+    async def _ingest(self, link: PeerLink, items: list[tuple[bytes, bytes | None]]) -> None:
+        async with self._ingest_lock:
+            result = await asyncio.to_thread(self.store.ingest, items)
+        stored = [(e.author, e.seq) for e in result.accepted]
+        link.entries_received += len(stored)
+        for author, _ in stored:
+            self.stats.received[author] = self.stats.received.get(author, 0) + 1
+        if any(a == self.identity.public_key for a, _ in stored):
+            publishing.clear_restore(self.store)
+        self._apply(ebt.step(self.state, ebt.EntriesStored(link.peer, stored, time.monotonic())))
+        for rejection in result.rejected:
+            rule = rejection.error.rule
+            self.stats.rejected[rule] = self.stats.rejected.get(rule, 0) + 1
+        bad = [r for r in result.rejected if r.error.rule not in FORK_RULES]
+        if bad:
+            err = bad[0].error
+            log.warning("dropping peer %s: %s", link.address, err)
+            self._apply(ebt.step(self.state, ebt.EntriesRejected(link.peer, err.rule, str(err))))
+        if stored and any(self._touches_scope(e) for e in result.accepted):
+            self.refresh_scope()
+        if stored:
+            self._changed()
+
+    def _touches_scope(self, entry: Entry) -> bool:
+        return entry.author == self.identity.public_key or entry.author in self.state.wanted
+
+    def publish(self, items: list[Content], *, force: bool = False) -> list[Entry]:
+        entries = publishing.publish(self.store, self.identity, items, force=force)
+        self.local_appended(entries)
+        return entries
+
+    def local_appended(self, entries: list[Entry]) -> None:
+        stored = [(e.author, e.seq) for e in entries]
+        self._apply(ebt.step(self.state, ebt.EntriesStored(None, stored, time.monotonic())))
+        self.refresh_scope()
+        self._changed()
+
+    def _apply(self, actions: list[ebt.Action]) -> None:
+        for action in actions:
+            match action:
+                case ebt.SendMessage(peer, message):
+                    if peer in self.links:
+                        self.links[peer].queue_message(message)
+                case ebt.SendEntries(peer, feed, start, end):
+                    if peer in self.links:
+                        self.links[peer].queue_entries(feed, start, end)
+                case ebt.PersistClock(peer, received, sent):
+                    self.store.save_peer_clock(peer, received, sent)
+                case ebt.DropPeer(peer, reason, message):
+                    link = self.links.get(peer)
+                    if link is not None:
+                        link.abort(f"{reason}: {message}")
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            self._apply(ebt.step(self.state, ebt.Ticked(time.monotonic())))
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
+
+    # ---- questions ---------------------------------------------------------------
+
+    def in_sync_with(self, peer: bytes) -> bool:
+        link = self.links.get(peer)
+        return link is not None and link.idle and ebt.in_sync(self.state, peer)
+
+    async def sync_with(self, address: Address, *, timeout: float = 300.0) -> PeerLink:
+        """Connect, replicate until both sides hold what the other wanted, hang up."""
+        link = await self.connect(address)
+        deadline = time.monotonic() + timeout
+        stable = 0
+        while time.monotonic() < deadline and not link.closed.is_set():
+            stable = stable + 1 if self.in_sync_with(link.peer) else 0
+            if stable >= 3:  # in sync across three polls: nothing still in flight
+                break
+            await asyncio.sleep(0.05)
+        if link.closed.is_set():
+            return link
+        await link.goodbye()
+        return link
