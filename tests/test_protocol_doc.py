@@ -53,3 +53,9 @@ def test_documented_lipmaa_values() -> None:
     text = DOC.read_text()
     assert "lipmaa(1..13) = 0, 1, 2, 1, 4, 5, 6, 4, 8, 9, 10, 8, 4" in text
     assert [lipmaa(n) for n in range(1, 14)] == [0, 1, 2, 1, 4, 5, 6, 4, 8, 9, 10, 8, 4]
+
+
+def test_documented_network_key() -> None:
+    from p2pcrew.replicate.shs import P2PCREW_NETWORK_KEY
+
+    assert P2PCREW_NETWORK_KEY.hex() in DOC.read_text()
