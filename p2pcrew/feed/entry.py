@@ -172,6 +172,20 @@ def decode_entry(header: bytes) -> Entry:
     return _entry_from_fields(fields, signature, bytes(header))
 
 
+_HEADER_PREFIX = b"\x88\x01\x58\x20"  # 8-array, version 1, 32-byte author follows
+
+
+def header_author(header: bytes) -> bytes | None:
+    """The author of a version-1 header without decoding it (None if not recognisable).
+
+    Only for routing decisions (is this a feed we want?); validity is decided later
+    by ``decode_entry`` and ``verify_signature``.
+    """
+    if header[:4] != _HEADER_PREFIX or len(header) < 36:
+        return None
+    return bytes(header[4:36])
+
+
 def verify_signature(entry: Entry) -> None:
     """Raise BadSignature unless ``entry.author`` signed ``entry``.
 

@@ -122,6 +122,9 @@ class MemoryStore(Store):
         found = (self.get_at(author, s) for s in range(max(start, 1), last + 1))
         return [s for s in found if s is not None]
 
+    def raw_range(self, author: bytes, start: int, end: int) -> list[tuple[bytes, bytes | None]]:
+        return [(s.entry.header, s.payload) for s in self.range(author, start, end)]
+
     def iter_feed(self, author: bytes, start: int = 1, batch: int = 1000) -> Iterator[StoredEntry]:
         yield from self.range(author, start)
 

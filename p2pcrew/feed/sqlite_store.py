@@ -244,6 +244,16 @@ class SqliteStore(Store):
         )
         return [_stored(r) for r in rows]
 
+    def raw_range(self, author: bytes, start: int, end: int) -> list[tuple[bytes, bytes | None]]:
+        rows = self._all(
+            "SELECT header, payload FROM entries "
+            "WHERE author=? AND seq BETWEEN ? AND ? ORDER BY seq",
+            author,
+            start,
+            end,
+        )
+        return [(r[0], r[1]) for r in rows]
+
     def iter_feed(self, author: bytes, start: int = 1, batch: int = 1000) -> Iterator[StoredEntry]:
         while True:
             chunk = self.range(author, start, start + batch - 1)

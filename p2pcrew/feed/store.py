@@ -294,6 +294,10 @@ class Store(ABC):
         """Entries ``start..end`` (inclusive) of a feed, in order."""
 
     @abstractmethod
+    def raw_range(self, author: bytes, start: int, end: int) -> list[tuple[bytes, bytes | None]]:
+        """(header, payload) bytes of entries ``start..end``: what replication sends."""
+
+    @abstractmethod
     def iter_feed(self, author: bytes, start: int = 1, batch: int = 1000) -> Iterator[StoredEntry]:
         """All entries of a feed from ``start``, in order, read in batches."""
 

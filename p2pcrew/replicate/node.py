@@ -21,8 +21,7 @@ from dataclasses import dataclass, field
 
 from p2pcrew import publishing
 from p2pcrew.feed.content import Content
-from p2pcrew.feed.entry import Entry, decode_entry
-from p2pcrew.feed.errors import EntryRejected
+from p2pcrew.feed.entry import Entry, header_author
 from p2pcrew.feed.identity import Identity
 from p2pcrew.feed.store import PeerRecord, Store, now_ms
 from p2pcrew.replicate import ebt
@@ -186,15 +185,12 @@ class Node:
                 ebt.step(self.state, ebt.MessageReceived(link.peer, message, time.monotonic()))
             )
             return
-        wanted, unwanted = [], 0
+        wanted: list[tuple[bytes, bytes | None]] = []
+        unwanted = 0
         for header, payload in message.items:
-            try:
-                author = decode_entry(header).author
-            except EntryRejected:
-                wanted.append((header, payload))  # the store names the rule
-                continue
-            if ebt.accepts(self.state, author):
-                wanted.append((header, payload))
+            author = header_author(header)
+            if author is None or ebt.accepts(self.state, author):
+                wanted.append((header, payload))  # malformed ones: the store names the rule
             else:
                 unwanted += 1
         if unwanted:

@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 REPLICATE = "replicate"
+PING = "ping"
+IDLE_TIMEOUT = 60.0
+"""A connected peer that sends nothing (not even a ping) for this long is dropped."""
+KEEPALIVE_SECONDS = 20.0
 ENTRY_BATCH_BYTES = 48 * 1024
 """Entries per DATA frame are packed up to this size (the frame limit is 64 KiB)."""
 OPEN_TIMEOUT = 10.0
@@ -84,11 +88,13 @@ class PeerLink:
 
     async def run(self) -> None:
         """Serve the connection until either side ends it; never raises."""
+        self.stream.timeout = IDLE_TIMEOUT
         if self.client:
             self.stream_id = self.rpc.open_stream(REPLICATE, {"version": 1})
             self._opened.set()
             self.node.link_ready(self)
         writer = asyncio.create_task(self._write_loop())
+        keepalive = asyncio.create_task(self._keepalive_loop())
         try:
             await self._read_loop()
         except (TransportError, RpcProtocolError, m.BadReplicationMessage) as exc:
@@ -97,9 +103,10 @@ class PeerLink:
         except (OSError, asyncio.IncompleteReadError) as exc:
             self.close_reason = f"connection lost: {exc}"
         finally:
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await writer
+            for task in (writer, keepalive):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
             self.stream.abort()
             self.closed.set()
             self.node.link_closed(self)
@@ -150,7 +157,10 @@ class PeerLink:
                     await self.node.message_from(self, m.decode_message(body))
                 self.rpc.consume(stream_id, flow_bytes)
             case ev.RequestReceived(stream_id, method, _body):
-                self.rpc.send_error(stream_id, "unknown-method", f"no method {method!r}")
+                if method == PING:
+                    self.rpc.respond(stream_id, None)
+                else:
+                    self.rpc.send_error(stream_id, "unknown-method", f"no method {method!r}")
             case ev.StreamWritable():
                 self._writable.set()
             case ev.GoodbyeReceived():
@@ -171,6 +181,14 @@ class PeerLink:
         if data:
             self.stream.write(data)
             await self.stream.drain()
+
+    async def _keepalive_loop(self) -> None:
+        """Keep an idle but healthy connection from hitting the peer's idle timeout."""
+        while True:
+            await asyncio.sleep(KEEPALIVE_SECONDS)
+            with contextlib.suppress(RpcUsageError):
+                self.rpc.request(PING, None)
+                await self._flush()
 
     async def _write_loop(self) -> None:
         await self._opened.wait()

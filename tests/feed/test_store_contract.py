@@ -179,3 +179,13 @@ def test_peer_clocks_and_records(store: Store) -> None:
     store.save_peer(PeerRecord("tcp://127.0.0.1:1#x", B_ID, "manual", last_error="refused"))
     [record] = store.known_peers()
     assert (record.last_connected, record.last_error) == (5, "refused")
+
+
+def test_raw_range_and_header_author(store: Store) -> None:
+    from p2pcrew.feed.entry import header_author
+
+    chain = make_chain(A, 4)
+    store.ingest(items(chain))
+    assert store.raw_range(A_ID, 2, 3) == [(e.header, p) for e, p in chain[1:3]]
+    assert header_author(chain[0][0].header) == A_ID
+    assert header_author(b"\x87" + chain[0][0].header[1:]) is None

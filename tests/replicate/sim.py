@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import nacl.signing
 
+from p2pcrew import codec
 from p2pcrew.feed.memory_store import MemoryStore
 from p2pcrew.feed.verify import Verifier
 from p2pcrew.replicate import ebt
@@ -26,7 +27,6 @@ from p2pcrew.replicate.messages import (
     decode_message,
     encode_message,
 )
-from p2pcrew import codec
 
 
 @dataclass
@@ -161,8 +161,7 @@ class Sim:
                 case ebt.SendMessage(peer, message):
                     self._send(node, peer, message)
                 case ebt.SendEntries(peer, feed, start, end):
-                    rows = node.store.range(feed, start, end)
-                    items = [(r.entry.header, r.payload) for r in rows]
+                    items = node.store.raw_range(feed, start, end)
                     if node.malicious_tamper and items:
                         header = bytearray(items[0][0])
                         header[-1] ^= 1
