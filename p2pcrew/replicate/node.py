@@ -16,8 +16,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from p2pcrew import publishing
 from p2pcrew.feed.content import Content
@@ -29,7 +30,7 @@ from p2pcrew.replicate import messages as m
 from p2pcrew.replicate.address import Address
 from p2pcrew.replicate.peer import PeerLink
 from p2pcrew.replicate.scope import DEFAULT_HOPS, compute_scope
-from p2pcrew.replicate.secure_stream import client_handshake, server_handshake
+from p2pcrew.replicate.secure_stream import SecureStream, client_handshake, server_handshake
 from p2pcrew.replicate.shs import P2PCREW_NETWORK_KEY
 from p2pcrew.replicate.transport_errors import TransportError
 
@@ -40,6 +41,9 @@ CONNECT_TIMEOUT = 10.0
 TICK_SECONDS = 1.0
 DEFAULT_MAX_CONNECTIONS = 64
 FORK_RULES = ("fork", "feed-forked")
+
+RequestHandler = Callable[[bytes, Any], Awaitable[Any]]
+"""(peer key, request body) -> response body; raise P2PCrewError to reply ERROR."""
 
 
 @dataclass
@@ -66,6 +70,10 @@ class Node:
         self.hops = hops
         self.max_connections = max_connections
         self.on_change = on_change
+        self.admit: Callable[[bytes], bool] = lambda _peer: True
+        """Admission policy after the handshake (a pub admits members and invitees)."""
+        self.request_handlers: dict[str, RequestHandler] = {}
+        """Extra RPC request methods (a pub adds ``invite.use``)."""
         self.links: dict[bytes, PeerLink] = {}
         self.extra_feeds: set[bytes] = {p.feed for p in store.known_peers()}
         self.stats = NodeStats()
@@ -122,7 +130,10 @@ class Node:
             self.store.save_peer(PeerRecord(str(address), address.key, source, last_error=str(exc)))
             raise
         self.store.save_peer(PeerRecord(str(address), address.key, source, last_connected=now_ms()))
-        return self._start_link(PeerLink(self, stream, client=True, address=str(address)))
+        link = self.adopt(stream, client=True, address=str(address))
+        if link is None:
+            raise TransportError(f"already connected to {address}")
+        return link
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if len(self.links) >= self.max_connections:
@@ -140,12 +151,30 @@ class Node:
             log.info("incoming handshake failed: %s", exc)
             writer.close()
             return
-        if stream.remote_public_key in self.links:
-            stream.abort()
-            return
         peername = writer.get_extra_info("peername")
-        link = self._start_link(PeerLink(self, stream, client=False, address=str(peername)))
-        await link.closed.wait()
+        link = self.adopt(stream, client=False, address=str(peername))
+        if link is not None:
+            await link.closed.wait()
+
+    def adopt(self, stream: SecureStream, *, client: bool, address: str) -> PeerLink | None:
+        """Run replication over an already authenticated stream (TCP, WebSocket, ...).
+
+        Returns None (and hangs up) when the peer is already connected, not admitted,
+        or the node is full.
+        """
+        peer = stream.remote_public_key
+        full = not client and len(self.links) >= self.max_connections
+        if peer in self.links or full or (not client and not self.admit(peer)):
+            stream.abort()
+            return None
+        return self._start_link(PeerLink(self, stream, client=client, address=address))
+
+    def add_feeds(self, feeds: Iterable[bytes]) -> None:
+        """Replicate these feeds too (pub members, crew co-members)."""
+        before = len(self.extra_feeds)
+        self.extra_feeds.update(feeds)
+        if len(self.extra_feeds) != before:
+            self.refresh_scope()
 
     def _start_link(self, link: PeerLink) -> PeerLink:
         self.links[link.peer] = link

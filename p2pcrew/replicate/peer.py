@@ -17,6 +17,7 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from p2pcrew.errors import P2PCrewError
 from p2pcrew.replicate import messages as m
 from p2pcrew.replicate import rpc_states as ev
 from p2pcrew.replicate.rpc import RpcConnection
@@ -39,6 +40,14 @@ ENTRY_BATCH_BYTES = 48 * 1024
 OPEN_TIMEOUT = 10.0
 
 
+class RemoteError(P2PCrewError):
+    """The peer answered a request with ERROR; ``reason`` is machine-readable."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(f"{message} ({reason})")
+
+
 class PeerLink:
     def __init__(
         self, node: Node, stream: SecureStream, *, client: bool, address: str = ""
@@ -59,7 +68,7 @@ class PeerLink:
         self.close_reason = ""
         self.entries_received = 0
         self.entries_sent = 0
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._pending: dict[int, asyncio.Future[Any]] = {}
 
     # ---- what the node calls ---------------------------------------------------
 
@@ -108,6 +117,9 @@ class PeerLink:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             self.stream.abort()
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(RemoteError("closed", self.close_reason or "link closed"))
             self.closed.set()
             self.node.link_closed(self)
 
@@ -156,11 +168,10 @@ class PeerLink:
                 if stream_id == self.stream_id:
                     await self.node.message_from(self, m.decode_message(body))
                 self.rpc.consume(stream_id, flow_bytes)
-            case ev.RequestReceived(stream_id, method, _body):
-                if method == PING:
-                    self.rpc.respond(stream_id, None)
-                else:
-                    self.rpc.send_error(stream_id, "unknown-method", f"no method {method!r}")
+            case ev.RequestReceived(stream_id, method, body):
+                await self._answer(stream_id, method, body)
+            case ev.ResponseReceived(stream_id, body):
+                self._resolve(stream_id, body, None)
             case ev.StreamWritable():
                 self._writable.set()
             case ev.GoodbyeReceived():
@@ -169,10 +180,49 @@ class PeerLink:
                 await self._flush()
                 with contextlib.suppress(TransportError, OSError):
                     await self.stream.close()
-            case ev.ErrorReceived(_sid, reason, message):
-                self.close_reason = f"peer ended replication: {reason}: {message}"
+            case ev.ErrorReceived(sid, reason, message):
+                if sid in self._pending:
+                    self._resolve(sid, None, RemoteError(reason, message))
+                else:
+                    self.close_reason = f"peer ended replication: {reason}: {message}"
             case _:
                 pass
+
+    async def _answer(self, stream_id: int, method: str, body: Any) -> None:
+        if method == PING:
+            self.rpc.respond(stream_id, None)
+            return
+        handler = self.node.request_handlers.get(method)
+        if handler is None:
+            self.rpc.send_error(stream_id, "unknown-method", f"no method {method!r}")
+            return
+        try:
+            result = await handler(self.peer, body)
+        except P2PCrewError as exc:
+            reason = getattr(exc, "reason", "bad-request")
+            self.rpc.send_error(stream_id, str(reason), str(exc)[:500])
+        else:
+            self.rpc.respond(stream_id, result)
+
+    async def request(self, method: str, body: Any, timeout: float = 30.0) -> Any:
+        """Send an RPC request and wait for its answer. Raises RemoteError, TimeoutError."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        stream_id = self.rpc.request(method, body)
+        self._pending[stream_id] = future
+        await self._flush()
+        try:
+            return await asyncio.wait_for(future, timeout)
+        finally:
+            self._pending.pop(stream_id, None)
+
+    def _resolve(self, stream_id: int, body: Any, error: Exception | None) -> None:
+        future = self._pending.get(stream_id)
+        if future is None or future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(body)
 
     # ---- writing ----------------------------------------------------------------
 
