@@ -185,6 +185,8 @@ class Post(BaseContent):
     mentions: tuple[bytes, ...] = field(
         default=(), metadata=rule(IdList("feed id", MAX_POST_MENTIONS))
     )
+    crew: bytes | None = field(default=None, metadata=rule(Id("crew id")))
+    """Set only inside a crew envelope: which crew this belongs to (never in the clear)."""
 
     def check_fields(self) -> None:
         """Raise InvalidContent for a reply that does not say which thread it is in."""
@@ -211,6 +213,8 @@ class Request(BaseContent):
     )
     needed_by: int | None = field(default=None, metadata=rule(Millis()))
     place: str | None = field(default=None, metadata=rule(Text(1, MAX_REQUEST_PLACE_CHARS)))
+    crew: bytes | None = field(default=None, metadata=rule(Id("crew id")))
+    """Set only inside a crew envelope: which crew this belongs to (never in the clear)."""
 
 
 @register_content_type
@@ -222,6 +226,8 @@ class RequestUpdate(BaseContent):
     request: bytes = field(metadata=rule(Id("entry id")))
     action: RequestAction = field(metadata=rule(Choice(REQUEST_ACTIONS)))
     note: str | None = field(default=None, metadata=rule(Text(1, MAX_REQUEST_UPDATE_NOTE_CHARS)))
+    crew: bytes | None = field(default=None, metadata=rule(Id("crew id")))
+    """Set only inside a crew envelope: which crew this belongs to (never in the clear)."""
 
 
 @register_content_type
@@ -232,6 +238,8 @@ class Reaction(BaseContent):
     TYPE: ClassVar[str] = "reaction"
     target: bytes = field(metadata=rule(Id("entry id")))
     emoji: str = field(metadata=rule(Text(1, MAX_REACTION_EMOJI_CHARS)))
+    crew: bytes | None = field(default=None, metadata=rule(Id("crew id")))
+    """Set only inside a crew envelope: which crew this belongs to (never in the clear)."""
 
 
 @register_content_type

@@ -169,6 +169,7 @@ def _maximal(cls: type[BaseContent]) -> BaseContent:
             root=E1,
             reply_to=E2,
             mentions=mentions,
+            crew=E2,
         ),
         Request: Request(
             time=MAX_TIME_MS,
@@ -178,14 +179,18 @@ def _maximal(cls: type[BaseContent]) -> BaseContent:
             body=wide(MAX_REQUEST_BODY_CHARS, MAX_REQUEST_BODY_BYTES),
             needed_by=MAX_TIME_MS,
             place=wide(MAX_REQUEST_PLACE_CHARS),
+            crew=E2,
         ),
         RequestUpdate: RequestUpdate(
             time=MAX_TIME_MS,
             request=E1,
             action="withdraw",
             note=wide(MAX_REQUEST_UPDATE_NOTE_CHARS),
+            crew=E2,
         ),
-        Reaction: Reaction(time=MAX_TIME_MS, target=E1, emoji=wide(MAX_REACTION_EMOJI_CHARS)),
+        Reaction: Reaction(
+            time=MAX_TIME_MS, target=E1, emoji=wide(MAX_REACTION_EMOJI_CHARS), crew=E2
+        ),
         Delete: Delete(time=MAX_TIME_MS, target=E1, reason=wide(MAX_DELETE_REASON_CHARS)),
     }
     return examples[cls]
