@@ -5,17 +5,17 @@ Theory of operation
 ``RpcConnection`` does no I/O (like h2). ``receive_data(bytes)`` takes what the peer sent
 (``b""`` = EOF) and returns events; the local actions (``request``, ``respond``,
 ``open_stream``, ``send_data``, ``end_stream``, ``send_error``, ``consume``, ``goodbye``)
-queue frames, and ``data_to_send()`` hands their bytes to the caller. Framing lives in
-``rpc_frames``; the wire format is in docs/protocol.md.
+queue frames, and ``data_to_send()`` hands their bytes to the caller. The wire format is
+in docs/protocol.md. Four modules: ``rpc_frames`` (bytes to frames and back),
+``rpc_states`` (the session and stream state machines, their tables, the events),
+``rpc_errors``, and this one, which decides what each frame and each local action does.
+It is one class of short methods; it runs past 500 lines because every public method
+documents what it raises.
 
-Two machines, each with one transition table: the session (``ConnectionState``,
-``CONNECTION_TRANSITIONS``) and every stream (``StreamState`` per ``StreamKind``,
-``_STREAM_TRANSITIONS``). A REQUEST is a stream that the requester half-closes at once and
-the responder closes with its RESPONSE (or ERROR); an OPEN stream carries DATA both ways
-until each side sent END, or either side sent ERROR. A local action the tables refuse
-raises ``RpcUsageError`` and changes nothing. A peer input they refuse raises an
+A local action the tables refuse raises ``RpcUsageError`` and changes nothing (every
+check runs before the first mutation). A peer input they refuse raises an
 ``RpcProtocolError`` subclass and leaves the machine in the terminal ``ERROR`` state (the
-events decoded earlier in that call are lost with the connection).
+events decoded earlier in that call are lost with the connection, which must be dropped).
 
 Flow control, and why nothing is buffered: each duplex stream has a window per direction,
 counted in DATA frame bytes including the length prefix. ``send_data`` never queues beyond

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from p2pcrew import codec
 from p2pcrew.replicate.rpc import (
     DEFAULT_MAX_FRAME,
     MAX_WINDOW,
+    RESET_MEMORY,
     ConnectionState,
     DataReceived,
     ErrorReceived,
@@ -94,7 +96,7 @@ def test_request_frame_bytes_match_the_documented_format() -> None:
     client = RpcConnection(client=True)
     client.request("ping", None)
     # length 9, then [0, 1, "ping", null]
-    assert client.data_to_send() == bytes.fromhex("00000009" "84" "00" "01" "6470696e67" "f6")
+    assert client.data_to_send() == bytes.fromhex("000000098400016470696e67f6")
 
 
 def test_every_frame_type_has_the_documented_layout(pair: ConnectionPair) -> None:
@@ -183,6 +185,7 @@ def test_error_ends_a_stream_with_its_reason(pair: ConnectionPair) -> None:
     pair.server.send_error(sid, Reason.BAD_REQUEST, "room does not exist")
     client_events, _ = pair.pump()
     assert client_events == [ErrorReceived(sid, "bad-request", "room does not exist")]
+    assert isinstance(client_events[0], ErrorReceived)
     assert type(client_events[0].reason) is str
     assert pair.client.stream_state(sid) is StreamState.CLOSED
     with pytest.raises(RpcUsageError):
@@ -226,7 +229,7 @@ def test_goodbye_both_ways(pair: ConnectionPair) -> None:
     pair.server.goodbye()
     client_events, _ = pair.pump()
     assert client_events == [ResponseReceived(sid, "answered anyway"), GoodbyeReceived()]
-    assert pair.client.state is pair.server.state is ConnectionState.DONE
+    assert {pair.client.state, pair.server.state} == {ConnectionState.DONE}
     assert pair.client.receive_data(b"") == []
     assert pair.server.receive_data(b"") == []
 
@@ -529,6 +532,18 @@ def test_credit_crossing_our_end_is_ignored() -> None:
     assert client.receive_data(frame(6, sid, 50)) == []
 
 
+def test_reset_memory_is_bounded() -> None:
+    server = RpcConnection(client=False)
+    last = 2 * (RESET_MEMORY + 1) - 1
+    for sid in range(1, last + 1, 2):  # RESET_MEMORY + 1 streams, each refused by us
+        server.receive_data(frame(2, sid, "m", None))
+        server.send_error(sid, "no", "")
+    server.data_to_send()
+    assert server.receive_data(frame(3, last, None)) == []  # remembered: dropped
+    with pytest.raises(UnexpectedFrame):  # the oldest was forgotten
+        server.receive_data(frame(3, 1, None))
+
+
 # ----------------------------------------------------------------------------- flow control
 
 
@@ -590,6 +605,15 @@ def test_no_credit_once_the_peer_has_ended() -> None:
     assert server.data_to_send() == b""
 
 
+def test_no_credit_after_our_goodbye() -> None:
+    server = RpcConnection(client=False, max_frame=64, initial_window=68)
+    server.receive_data(frame(2, 1, "m", None) + frame(3, 1, bytes(50)))
+    server.goodbye()
+    server.data_to_send()
+    server.consume(1, server.unconsumed(1))
+    assert server.data_to_send() == b""
+
+
 def test_credit_past_the_maximum_window_is_a_violation() -> None:
     client = RpcConnection(client=True)
     sid = client.open_stream("m", None)
@@ -618,8 +642,11 @@ def test_too_many_streams_is_refused_per_stream_not_per_connection() -> None:
     pair = ConnectionPair(max_streams=2)
     ids = [pair.client.request("m", None) for _ in range(3)]
     client_events, server_events = pair.pump()
-    assert [e.stream_id for e in server_events] == ids[:2]
-    assert client_events == [ErrorReceived(ids[2], "too-many-streams", "too many concurrent streams")]
+    assert [e.stream_id for e in server_events if isinstance(e, RequestReceived)] == ids[:2]
+    assert len(server_events) == 2
+    assert client_events == [
+        ErrorReceived(ids[2], "too-many-streams", "too many concurrent streams")
+    ]
     pair.server.respond(ids[0], None)
     pair.pump()
     again = pair.client.request("m", None)
@@ -670,7 +697,7 @@ def test_usage_errors_change_nothing(pair: ConnectionPair) -> None:
     pair.pump()
     pair.server.respond(req, 1)
     pair.pump()
-    misuses = [
+    misuses: list[Callable[[], object]] = [
         lambda: pair.server.respond(req, 2),  # responding twice
         lambda: pair.client.respond(duplex, 1),  # respond to a stream
         lambda: pair.server.send_data(req, 1),  # closed request
@@ -678,7 +705,7 @@ def test_usage_errors_change_nothing(pair: ConnectionPair) -> None:
         lambda: pair.client.send_data(duplex, 1.5),  # float: outside the data model
         lambda: pair.client.send_data(duplex, {1, 2}),  # set: outside the data model
         lambda: pair.client.send_data(duplex, bytes(70_000)),  # larger than max_frame
-        lambda: pair.client.request(b"m", None),  # method must be text
+        lambda: pair.client.request(b"m", None),  # type: ignore[arg-type]  # method: text
         lambda: pair.client.send_error(duplex, "", "empty reason"),
         lambda: pair.client.end_stream(req),  # END on a request
     ]

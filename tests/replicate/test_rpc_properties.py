@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from hypothesis import given, settings
@@ -32,7 +33,8 @@ bodies = st.one_of(
     st.none(),
     st.integers(-(2**64), 2**64 - 1),
     st.text(max_size=12),
-    st.binary(max_size=70).map(bytes),
+    st.binary(max_size=12),
+    st.binary(min_size=30, max_size=70),  # near and over max_frame: fills windows fast
     st.lists(st.integers(0, 9), max_size=4),
 )
 methods = st.sampled_from(["get", "put", "replicate", ""])
@@ -41,7 +43,7 @@ methods = st.sampled_from(["get", "put", "replicate", ""])
 def feed_in_chunks(conn: RpcConnection, data: bytes, cuts: list[int]) -> list[RpcEvent]:
     bounds = sorted({0, len(data), *(c % (len(data) + 1) for c in cuts)})
     events: list[RpcEvent] = []
-    for start, end in zip(bounds, bounds[1:], strict=False):
+    for start, end in itertools.pairwise(bounds):
         events += conn.receive_data(data[start:end])
         assert conn.receive_buffer_size <= LIMITS["max_frame"]
     return events
@@ -91,9 +93,11 @@ def test_any_chunking_yields_the_same_events(stream: bytes, cuts: list[int]) -> 
 class Peer:
     """One end plus what its application has seen, for drawing plausible actions."""
 
-    def __init__(self, client: bool) -> None:
-        self.conn = RpcConnection(client=client, **LIMITS)
+    def __init__(self, client: bool, initial_window: int = LIMITS["initial_window"]) -> None:
+        self.window = initial_window
+        self.conn = RpcConnection(client=client, **{**LIMITS, "initial_window": initial_window})
         self.ids: set[int] = set()
+        self.duplex: set[int] = set()
         self.wire = bytearray()  # sent by this end, not yet delivered
 
     def collect(self) -> None:
@@ -104,6 +108,8 @@ class Peer:
             sid = getattr(event, "stream_id", None)
             if sid is not None:
                 self.ids.add(sid)
+            if isinstance(event, StreamOpened):
+                self.duplex.add(event.stream_id)
 
 
 def deliver(sender: Peer, receiver: Peer, nbytes: int) -> None:
@@ -111,37 +117,48 @@ def deliver(sender: Peer, receiver: Peer, nbytes: int) -> None:
     del sender.wire[:nbytes]
     if chunk:
         receiver.note(receiver.conn.receive_data(chunk))
-        check_bounds(receiver.conn, receiver.ids)
+        check_bounds(receiver)
 
 
-def check_bounds(conn: RpcConnection, ids: set[int]) -> None:
-    assert conn.receive_buffer_size <= LIMITS["max_frame"]
-    for sid in ids:
-        assert conn.unconsumed(sid) <= LIMITS["initial_window"]
+def check_bounds(peer: Peer) -> None:
+    assert peer.conn.receive_buffer_size <= LIMITS["max_frame"]
+    for sid in peer.ids:
+        assert peer.conn.unconsumed(sid) <= peer.window
 
 
-# Weighted like a busy application: mostly data and consumption on live streams.
-ACTIONS = (
-    ["request"] * 2
-    + ["open"] * 3
-    + ["respond"] * 3
-    + ["data"] * 8
-    + ["end", "error", "consume"]
-    + ["consume-all"] * 4
-)
+# Weighted like a busy application: mostly data and consumption on live streams. The
+# weights are list repetitions because Hypothesis draws small integers far more often.
+ACTIONS = 2 * (
+    ["request"] * 4
+    + ["open"] * 6
+    + ["respond"] * 6
+    + ["data"] * 24
+    + ["end"] * 2
+    + ["error"] * 2
+    + ["consume"] * 2
+    + ["consume-all"] * 8
+) + ["goodbye"]
 
 
-def draw_stream_id(peer: Peer, data: st.DataObject) -> int:
-    """Usually a live stream; sometimes any id this end has seen, or one it never saw."""
+def draw_stream_id(peer: Peer, data: st.DataObject, action: str) -> int:
+    """Usually a live stream of the right kind; sometimes any id seen, or one never seen."""
+    if action in ("data", "end", "consume", "consume-all"):
+        pool = peer.duplex
+    elif action == "respond":
+        pool = peer.ids - peer.duplex
+    else:
+        pool = peer.ids
     live = sorted(
         sid
-        for sid in peer.ids
+        for sid in pool
         if peer.conn.state is not ConnectionState.ERROR
         and peer.conn.stream_state(sid) not in (StreamState.IDLE, StreamState.CLOSED)
     )
-    if live and data.draw(st.integers(0, 9)) > 0:
+    mostly_live: bool = data.draw(st.sampled_from([True] * 9 + [False]))
+    if live and mostly_live:
         return data.draw(st.sampled_from(live))
-    if peer.ids and data.draw(st.booleans()):
+    seen: bool = data.draw(st.booleans())
+    if peer.ids and seen:
         return data.draw(st.sampled_from(sorted(peer.ids)))
     return data.draw(st.integers(0, 12))
 
@@ -149,13 +166,15 @@ def draw_stream_id(peer: Peer, data: st.DataObject) -> int:
 def act(peer: Peer, data: st.DataObject) -> None:
     """One random local action; the only exception allowed is RpcUsageError."""
     conn = peer.conn
-    action = data.draw(st.sampled_from(ACTIONS)) if data.draw(st.integers(0, 60)) else "goodbye"
-    sid = draw_stream_id(peer, data)
+    action = data.draw(st.sampled_from(ACTIONS))
+    sid = draw_stream_id(peer, data, action)
     try:
         if action == "request":
             peer.ids.add(conn.request(data.draw(methods), data.draw(bodies)))
         elif action == "open":
-            peer.ids.add(conn.open_stream(data.draw(methods), data.draw(bodies)))
+            sid = conn.open_stream(data.draw(methods), data.draw(bodies))
+            peer.ids.add(sid)
+            peer.duplex.add(sid)
         elif action == "respond":
             conn.respond(sid, data.draw(bodies))
         elif action == "data":
@@ -178,10 +197,12 @@ def act(peer: Peer, data: st.DataObject) -> None:
 @given(st.data())
 @settings(max_examples=300, deadline=None)
 def test_random_actions_on_both_ends_only_raise_usage_errors(data: st.DataObject) -> None:
-    client, server = Peer(client=True), Peer(client=False)
+    # Both ends must agree on the window; 68 is exactly one maximal frame.
+    window = data.draw(st.sampled_from([68, 100, 150, 400]))
+    client, server = Peer(client=True, initial_window=window), Peer(False, window)
     for _ in range(data.draw(st.integers(1, 150))):
         peer = data.draw(st.sampled_from([client, server]))
-        if data.draw(st.integers(0, 2)):
+        if data.draw(st.sampled_from([True, True, False])):
             act(peer, data)
         else:
             other = server if peer is client else client
