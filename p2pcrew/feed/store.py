@@ -161,9 +161,10 @@ class Store(ABC):
         A payload of None stores the header alone (its payload was deleted).
         Rejections are reported per item in the result, never raised.
         """
-        decoded = self.verifier.verify([header for header, _ in items])
         result = IngestResult()
         tips: dict[bytes, Tip] = {}
+        chunks = self.verifier.verify_chunks([header for header, _ in items])
+        decoded = (entry for chunk in chunks for entry in chunk)
         with self._transaction(durable=False):
             for index, (item, entry) in enumerate(zip(items, decoded, strict=True)):
                 if isinstance(entry, EntryRejected):
@@ -216,7 +217,12 @@ class Store(ABC):
             tip = feed.tip if feed is not None else None
         if tip is not None and entry.seq <= tip.seq:
             self._check_repeat_or_fork(entry, tip)
-        target = self._entry_id_at(entry.author, validate.expected_lipmaa_seq(entry))
+        lip_seq = validate.expected_lipmaa_seq(entry)
+        target = (
+            tip.id
+            if tip is not None and lip_seq == tip.seq  # most links point at the previous entry
+            else self._entry_id_at(entry.author, lip_seq)
+        )
         try:
             validate.check_successor(entry, tip, target)
         except BacklinkMismatch:

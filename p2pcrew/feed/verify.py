@@ -9,7 +9,7 @@ them before the store's transaction changes nothing about what is accepted.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from p2pcrew.feed.entry import Entry, decode_entry, verify_signature
@@ -43,15 +43,33 @@ class Verifier:
 
     def verify(self, headers: Sequence[bytes]) -> list[Decoded]:
         """Return, per header, the verified Entry or the rejection it earned."""
-        if self._workers <= 1 or len(headers) <= CHUNK:
-            return _decode_and_verify(headers)
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="p2pcrew-verify")
-        chunks = [headers[i : i + CHUNK] for i in range(0, len(headers), CHUNK)]
         results: list[Decoded] = []
-        for part in self._pool.map(_decode_and_verify, chunks):
+        for part in self.verify_chunks(headers):
             results.extend(part)
         return results
+
+    def verify_chunks(self, headers: Sequence[bytes]) -> Iterator[list[Decoded]]:
+        """Yield results chunk by chunk, in order, while later chunks are still verified.
+
+        All chunks are submitted at once, so the caller can store chunk 1 while the
+        pool works on chunk 2: verification and the database overlap.
+        """
+        if self._workers <= 1 or len(headers) <= CHUNK:
+            yield _decode_and_verify(headers)
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="p2pcrew-verify")
+        pool = self._pool
+        futures = [
+            pool.submit(_decode_and_verify, headers[i : i + CHUNK])
+            for i in range(0, len(headers), CHUNK)
+        ]
+        try:
+            for future in futures:
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()
 
     def close(self) -> None:
         if self._pool is not None:
