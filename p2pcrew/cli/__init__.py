@@ -93,7 +93,13 @@ def cli(ctx: click.Context, home: str | None) -> None:
 
 
 def main() -> None:
-    from p2pcrew.cli import identity_cmds, net_cmds, publish_cmds, read_cmds  # noqa: F401
+    from p2pcrew.cli import (  # noqa: F401 - importing registers the commands
+        bundle_cmds,
+        identity_cmds,
+        net_cmds,
+        publish_cmds,
+        read_cmds,
+    )
 
     # Everything we write (store, logs, sockets) is for this user's eyes only.
     os.umask(0o077)

@@ -478,6 +478,17 @@ def accepts(state: EngineState, feed: bytes) -> bool:
     return state.replicates(feed)
 
 
+def caught_up(state: EngineState, feed: bytes) -> bool:
+    """We hold at least as much of ``feed`` as every connected peer announced, and
+    at least one peer announced having some of it (so we actually learnt something)."""
+    announced = [
+        p.their_seq(feed)
+        for p in state.peers.values()
+        if p.notes_received and p.received.get(feed, NOT_REPLICATING) != NOT_REPLICATING
+    ]
+    return bool(announced) and max(announced) > 0 and state.local.get(feed, 0) >= max(announced)
+
+
 def in_sync(state: EngineState, peer_id: bytes) -> bool:
     """We hold everything the peer announced for the feeds we replicate."""
     peer = state.peers.get(peer_id)

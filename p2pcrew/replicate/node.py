@@ -234,9 +234,8 @@ class Node:
         link.entries_received += len(stored)
         for author, _ in stored:
             self.stats.received[author] = self.stats.received.get(author, 0) + 1
-        if any(a == self.identity.public_key for a, _ in stored):
-            publishing.clear_restore(self.store)
         self._apply(ebt.step(self.state, ebt.EntriesStored(link.peer, stored, time.monotonic())))
+        self._check_restore()
         for rejection in result.rejected:
             rule = rejection.error.rule
             self.stats.rejected[rule] = self.stats.rejected.get(rule, 0) + 1
@@ -249,6 +248,13 @@ class Node:
             self.refresh_scope()
         if stored:
             self._changed()
+
+    def _check_restore(self) -> None:
+        """Lift the restore guard only once our feed caught up with what peers hold;
+        one fetched entry is not enough (a cut sync would leave a gap to fork into)."""
+        me = self.identity.public_key
+        if publishing.restore_pending(self.store) and ebt.caught_up(self.state, me):
+            publishing.clear_restore(self.store)
 
     def _touches_scope(self, entry: Entry) -> bool:
         return entry.author == self.identity.public_key or entry.author in self.state.wanted

@@ -222,3 +222,17 @@ def test_reconnect_in_sync_then_live_push_still_works(seed: int) -> None:
     sim.publish(a, 1)
     sim.run()
     assert heads(b)[a.id] == 6
+
+
+def test_caught_up_needs_every_announced_entry() -> None:
+    sim = Sim(3)
+    a, b = sim.add("a"), sim.add("b")
+    sim.want(a, b)
+    sim.want(b, a)
+    sim.publish(a, 10)
+    sim.connect(a, b)
+    assert not ebt.caught_up(b.state, a.id)  # nothing announced yet
+    sim.run()
+    assert ebt.caught_up(b.state, a.id)
+    b.state.local[a.id] = 9  # as if the last entry had not arrived
+    assert not ebt.caught_up(b.state, a.id)
