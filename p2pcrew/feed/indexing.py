@@ -1,18 +1,24 @@
 """What the store indexes about a payload, so queries never decode every entry.
 
 The content index has one row per entry whose payload decodes as known content:
-its type, claimed time, the thread root, the parent (reply-to), and the target it
-refers to (the request an update changes, the entry a reaction or delete points at,
-the feed a contact names). Payloads that do not decode (another p2pcrew version's
-types, or crew envelopes we cannot open) are stored and replicated but not indexed.
+its type, claimed time, the thread root, the parent (reply-to), the target it refers
+to (the request an update changes, the entry a reaction or delete points at, the feed
+a contact names), and the crew for crew content. A crew envelope is first given to
+the ``Opener`` (the crew keyring); if no key opens it, the entry is *sealed*: stored
+and replicated, not indexed, and retried when new keys arrive. Payloads that decode
+as nothing we know (a newer version's types) are stored but not indexed.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
+from p2pcrew import codec
 from p2pcrew.feed import content as c
 from p2pcrew.feed.errors import InvalidContent
+
+CREW_STATE = "crew_state"
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,10 +28,63 @@ class IndexRow:
     root: bytes | None = None
     parent: bytes | None = None
     target: bytes | None = None
+    crew: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Indexed:
+    row: IndexRow | None
+    plaintext: bytes | None
+    """The opened envelope's content (None for plaintext payloads and sealed ones)."""
+    sealed: bool
+
+
+class Opener(Protocol):
+    """The crew keyring, as the store sees it."""
+
+    def is_envelope(self, payload: bytes) -> bool: ...
+
+    def open(self, payload: bytes) -> bytes | None:
+        """The decrypted content bytes, or None when none of our keys opens it."""
+
+    def learn(self, author: bytes, entry_id: bytes, seq: int, plaintext: bytes) -> bool:
+        """Take in a decrypted crew_state; True if it gave us keys we lacked."""
+
+
+def index_payload(payload: bytes, opener: Opener | None) -> Indexed:
+    row = index_row(payload)
+    if row is not None or opener is None or not opener.is_envelope(payload):
+        return Indexed(row, None, False)
+    plaintext = opener.open(payload)
+    if plaintext is None:
+        return Indexed(None, None, True)
+    return Indexed(index_plaintext(plaintext), plaintext, False)
+
+
+def index_plaintext(plaintext: bytes) -> IndexRow | None:
+    """Index opened crew content; crew_state records are indexed by crew only."""
+    state = crew_state_header(plaintext)
+    if state is not None:
+        return state
+    row = index_row(plaintext)
+    return row
+
+
+def crew_state_header(plaintext: bytes) -> IndexRow | None:
+    try:
+        value = codec.decode(plaintext)
+    except codec.CodecError:
+        return None
+    if type(value) is not dict or value.get("type") != CREW_STATE:
+        return None
+    crew, time = value.get("crew"), value.get("time")
+    if type(crew) is not bytes or type(time) is not int:
+        return None
+    return IndexRow(CREW_STATE, time, crew=crew)
 
 
 def index_row(payload: bytes) -> IndexRow | None:
-    """The index row for ``payload``, or None if it is not content we know."""
+    """The index row for plaintext ``payload``, or None if it is not content we know."""
     try:
         item = c.decode_content(payload)
     except InvalidContent:
@@ -34,14 +93,15 @@ def index_row(payload: bytes) -> IndexRow | None:
 
 
 def row_for(item: c.Content) -> IndexRow:
+    crew = getattr(item, "crew", None)
     match item:
         case c.Post():
-            return IndexRow(item.TYPE, item.time, root=item.root, parent=item.reply_to)
+            return IndexRow(item.TYPE, item.time, root=item.root, parent=item.reply_to, crew=crew)
         case c.RequestUpdate():
-            return IndexRow(item.TYPE, item.time, target=item.request)
+            return IndexRow(item.TYPE, item.time, target=item.request, crew=crew)
         case c.Reaction() | c.Delete():
-            return IndexRow(item.TYPE, item.time, target=item.target)
+            return IndexRow(item.TYPE, item.time, target=item.target, crew=crew)
         case c.Contact():
             return IndexRow(item.TYPE, item.time, target=item.contact)
         case _:
-            return IndexRow(item.TYPE, item.time)
+            return IndexRow(item.TYPE, item.time, crew=crew)

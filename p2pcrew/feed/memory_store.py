@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from p2pcrew.feed.entry import Entry
-from p2pcrew.feed.indexing import IndexRow
+from p2pcrew.feed.indexing import Indexed, IndexRow
 from p2pcrew.feed.store import FeedInfo, ForkProof, PeerRecord, Store, StoredEntry, now_ms
 from p2pcrew.feed.validate import Tip
 from p2pcrew.feed.verify import Verifier
@@ -27,9 +27,11 @@ class _Row:
     received_at: int
     order: int
     index: IndexRow | None
+    plaintext: bytes | None = None
+    sealed: bool = False
 
     def stored(self) -> StoredEntry:
-        return StoredEntry(self.entry, self.payload, self.received_at, self.order)
+        return StoredEntry(self.entry, self.payload, self.received_at, self.order, self.plaintext)
 
 
 class MemoryStore(Store):
@@ -42,6 +44,8 @@ class MemoryStore(Store):
         self._tombstones: dict[bytes, bytes] = {}
         self._meta: dict[str, bytes] = {}
         self._clocks: dict[bytes, tuple[dict[bytes, int], dict[bytes, int]]] = {}
+        self._crew_keys: dict[bytes, dict[int, bytes]] = {}
+        self._by_order: dict[int, bytes] = {}
         self._peers: dict[str, PeerRecord] = {}
         self._counter = itertools.count(1)
 
@@ -79,9 +83,43 @@ class MemoryStore(Store):
     def _entry_id_at(self, author: bytes, seq: int) -> bytes | None:
         return self._by_seq.get((author, seq))
 
-    def _insert(self, entry: Entry, payload: bytes | None, row: IndexRow | None) -> None:
-        self._rows[entry.id] = _Row(entry, payload, now_ms(), next(self._counter), row)
+    def _insert(self, entry: Entry, payload: bytes | None, indexed: Indexed) -> None:
+        order = next(self._counter)
+        row = _Row(entry, payload, now_ms(), order, indexed.row, indexed.plaintext, indexed.sealed)
+        self._rows[entry.id] = row
+        self._by_order[order] = entry.id
         self._by_seq[(entry.author, entry.seq)] = entry.id
+
+    def _sealed(self) -> list[tuple[int, Entry, bytes]]:
+        return [
+            (r.order, r.entry, r.payload)
+            for r in sorted(self._rows.values(), key=lambda r: r.order)
+            if r.sealed and r.payload is not None
+        ]
+
+    def _unseal(self, rowid: int, indexed: Indexed) -> None:
+        row = self._rows[self._by_order[rowid]]
+        row.sealed, row.index, row.plaintext = False, indexed.row, indexed.plaintext
+
+    def crew_keys(self) -> dict[bytes, dict[int, bytes]]:
+        return {crew: dict(keys) for crew, keys in self._crew_keys.items()}
+
+    def put_crew_keys(self, crew: bytes, keys: dict[int, bytes]) -> None:
+        for epoch, key in keys.items():
+            self._crew_keys.setdefault(crew, {}).setdefault(epoch, key)
+
+    def crew_content(
+        self, crew: bytes, content_type: str, limit: int | None = None
+    ) -> list[StoredEntry]:
+        rows = sorted(
+            (
+                r
+                for r in self._rows.values()
+                if r.index and r.index.type == content_type and r.index.crew == crew
+            ),
+            key=lambda r: -r.order,
+        )
+        return [r.stored() for r in rows[:limit]]
 
     def _set_tip(self, author: bytes, tip: Tip) -> None:
         old = self._feeds.get(author)
@@ -101,8 +139,7 @@ class MemoryStore(Store):
     def _drop_payload(self, entry_id: bytes) -> None:
         row = self._rows.get(entry_id)
         if row is not None:
-            row.payload = None
-            row.index = None
+            row.payload, row.index, row.plaintext, row.sealed = None, None, None, False
 
     def feeds(self) -> list[FeedInfo]:
         return sorted(self._feeds.values(), key=lambda f: f.author)
@@ -141,7 +178,11 @@ class MemoryStore(Store):
 
     def by_type(self, content_type: str, limit: int | None = None) -> list[StoredEntry]:
         rows = sorted(
-            (r for r in self._rows.values() if r.index and r.index.type == content_type),
+            (
+                r
+                for r in self._rows.values()
+                if r.index and r.index.type == content_type and r.index.crew is None
+            ),
             key=lambda r: -r.order,
         )
         return [r.stored() for r in rows[:limit]]

@@ -28,7 +28,7 @@ from typing import IO, Any
 
 from p2pcrew import codec
 from p2pcrew.feed.entry import Entry, decode_entry
-from p2pcrew.feed.indexing import IndexRow
+from p2pcrew.feed.indexing import Indexed
 from p2pcrew.feed.store import (
     FeedInfo,
     ForkProof,
@@ -160,7 +160,10 @@ class SqliteStore(Store):
 
     def _get(self, entry_id: bytes) -> StoredEntry | None:
         row = self._one(
-            "SELECT header, payload, received_at, rowid FROM entries WHERE id=?", entry_id
+            "SELECT e.header, e.payload, e.received_at, e.rowid, o.plaintext "
+            "FROM entries e LEFT JOIN opened o ON o.entry_rowid=e.rowid "
+            "WHERE e.id=?",
+            entry_id,
         )
         return _stored(row) if row else None
 
@@ -172,18 +175,42 @@ class SqliteStore(Store):
         row = self._one("SELECT id FROM entries WHERE author=? AND seq=?", author, seq)
         return bytes(row[0]) if row else None
 
-    def _insert(self, entry: Entry, payload: bytes | None, row: IndexRow | None) -> None:
+    def _insert(self, entry: Entry, payload: bytes | None, indexed: Indexed) -> None:
         cur = self._db.execute(
             "INSERT INTO entries(author, seq, id, header, payload, received_at) "
             "VALUES (?,?,?,?,?,?)",
             (entry.author, entry.seq, entry.id, entry.header, payload, now_ms()),
         )
+        rowid = cur.lastrowid
+        if indexed.sealed:
+            self._db.execute("INSERT INTO sealed(entry_rowid) VALUES (?)", (rowid,))
+        else:
+            self._index(rowid, indexed)
+
+    def _index(self, rowid: int | None, indexed: Indexed) -> None:
+        row = indexed.row
         if row is not None:
             self._db.execute(
-                "INSERT INTO content(entry_rowid, type, claimed_time, root, parent, target) "
-                "VALUES (?,?,?,?,?,?)",
-                (cur.lastrowid, row.type, row.claimed_time, row.root, row.parent, row.target),
+                "INSERT INTO content(entry_rowid, type, claimed_time, root, parent, target, crew) "
+                "VALUES (?,?,?,?,?,?,?)",
+                (rowid, row.type, row.claimed_time, row.root, row.parent, row.target, row.crew),
             )
+        if indexed.plaintext is not None:
+            self._db.execute(
+                "INSERT INTO opened(entry_rowid, plaintext) VALUES (?,?)",
+                (rowid, indexed.plaintext),
+            )
+
+    def _sealed(self) -> list[tuple[int, Entry, bytes]]:
+        rows = self._all(
+            "SELECT s.entry_rowid, e.header, e.payload FROM sealed s "
+            "JOIN entries e ON e.rowid = s.entry_rowid WHERE e.payload IS NOT NULL"
+        )
+        return [(r[0], decode_entry(r[1]), r[2]) for r in rows]
+
+    def _unseal(self, rowid: int, indexed: Indexed) -> None:
+        self._db.execute("DELETE FROM sealed WHERE entry_rowid=?", (rowid,))
+        self._index(rowid, indexed)
 
     def _set_tip(self, author: bytes, tip: Tip) -> None:
         self._db.execute(
@@ -210,10 +237,11 @@ class SqliteStore(Store):
         )
 
     def _drop_payload(self, entry_id: bytes) -> None:
-        self._db.execute(
-            "DELETE FROM content WHERE entry_rowid=(SELECT rowid FROM entries WHERE id=?)",
-            (entry_id,),
-        )
+        for table in ("content", "opened", "sealed"):
+            self._db.execute(
+                f"DELETE FROM {table} WHERE entry_rowid=(SELECT rowid FROM entries WHERE id=?)",  # noqa: S608 - fixed table names
+                (entry_id,),
+            )
         self._db.execute("UPDATE entries SET payload=NULL WHERE id=?", (entry_id,))
 
     # ---- reads ---------------------------------------------------------
@@ -227,7 +255,9 @@ class SqliteStore(Store):
 
     def get_at(self, author: bytes, seq: int) -> StoredEntry | None:
         row = self._one(
-            "SELECT header, payload, received_at, rowid FROM entries WHERE author=? AND seq=?",
+            "SELECT e.header, e.payload, e.received_at, e.rowid, o.plaintext "
+            "FROM entries e LEFT JOIN opened o ON o.entry_rowid=e.rowid "
+            "WHERE e.author=? AND e.seq=?",
             author,
             seq,
         )
@@ -236,8 +266,9 @@ class SqliteStore(Store):
     def range(self, author: bytes, start: int = 1, end: int | None = None) -> list[StoredEntry]:
         last = end if end is not None else 2**62
         rows = self._all(
-            "SELECT header, payload, received_at, rowid FROM entries "
-            "WHERE author=? AND seq BETWEEN ? AND ? ORDER BY seq",
+            "SELECT e.header, e.payload, e.received_at, e.rowid, o.plaintext "
+            "FROM entries e LEFT JOIN opened o ON o.entry_rowid=e.rowid "
+            "WHERE e.author=? AND e.seq BETWEEN ? AND ? ORDER BY e.seq",
             author,
             start,
             last,
@@ -268,9 +299,12 @@ class SqliteStore(Store):
 
     def thread(self, root: bytes) -> list[StoredEntry]:
         rows = self._all(
-            "SELECT header, payload, received_at, rowid FROM entries WHERE id=? UNION ALL "
-            "SELECT e.header, e.payload, e.received_at, e.rowid FROM content c "
-            "JOIN entries e ON e.rowid=c.entry_rowid WHERE c.root=? ORDER BY 4",
+            "SELECT e.header, e.payload, e.received_at, e.rowid, o.plaintext "
+            "FROM entries e LEFT JOIN opened o ON o.entry_rowid=e.rowid "
+            "WHERE e.id=? UNION ALL "
+            "SELECT e.header, e.payload, e.received_at, e.rowid, o.plaintext FROM content c "
+            "JOIN entries e ON e.rowid=c.entry_rowid "
+            "LEFT JOIN opened o ON o.entry_rowid=e.rowid WHERE c.root=? ORDER BY 4",
             root,
             root,
         )
@@ -278,9 +312,9 @@ class SqliteStore(Store):
 
     def by_type(self, content_type: str, limit: int | None = None) -> list[StoredEntry]:
         rows = self._all(
-            "SELECT e.header, e.payload, e.received_at, e.rowid FROM content c "
-            "JOIN entries e ON e.rowid=c.entry_rowid WHERE c.type=? "
-            "ORDER BY c.entry_rowid DESC LIMIT ?",
+            "SELECT e.header, e.payload, e.received_at, e.rowid, o.plaintext FROM content c "
+            "JOIN entries e ON e.rowid=c.entry_rowid LEFT JOIN opened o ON o.entry_rowid=e.rowid "
+            "WHERE c.type=? AND c.crew IS NULL ORDER BY c.entry_rowid DESC LIMIT ?",
             content_type,
             -1 if limit is None else limit,
         )
@@ -288,9 +322,9 @@ class SqliteStore(Store):
 
     def referring(self, target: bytes, content_type: str | None = None) -> list[StoredEntry]:
         rows = self._all(
-            "SELECT e.header, e.payload, e.received_at, e.rowid FROM content c "
-            "JOIN entries e ON e.rowid=c.entry_rowid WHERE c.target=? "
-            "AND (? IS NULL OR c.type=?) ORDER BY c.entry_rowid",
+            "SELECT e.header, e.payload, e.received_at, e.rowid, o.plaintext FROM content c "
+            "JOIN entries e ON e.rowid=c.entry_rowid LEFT JOIN opened o ON o.entry_rowid=e.rowid "
+            "WHERE c.target=? AND (? IS NULL OR c.type=?) ORDER BY c.entry_rowid",
             target,
             content_type,
             content_type,
@@ -315,6 +349,32 @@ class SqliteStore(Store):
                     "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
                     (key, value),
                 )
+
+    def crew_keys(self) -> dict[bytes, dict[int, bytes]]:
+        keys: dict[bytes, dict[int, bytes]] = {}
+        for crew, epoch, key in self._all("SELECT crew, epoch, key FROM crew_keys"):
+            keys.setdefault(crew, {})[epoch] = key
+        return keys
+
+    def put_crew_keys(self, crew: bytes, keys: dict[int, bytes]) -> None:
+        with self._mutex:
+            self._db.executemany(
+                "INSERT OR IGNORE INTO crew_keys(crew, epoch, key) VALUES (?,?,?)",
+                [(crew, epoch, key) for epoch, key in keys.items()],
+            )
+
+    def crew_content(
+        self, crew: bytes, content_type: str, limit: int | None = None
+    ) -> list[StoredEntry]:
+        rows = self._all(
+            "SELECT e.header, e.payload, e.received_at, e.rowid, o.plaintext FROM content c "
+            "JOIN entries e ON e.rowid=c.entry_rowid LEFT JOIN opened o ON o.entry_rowid=e.rowid "
+            "WHERE c.crew=? AND c.type=? ORDER BY c.entry_rowid DESC LIMIT ?",
+            crew,
+            content_type,
+            -1 if limit is None else limit,
+        )
+        return [_stored(r) for r in rows]
 
     def peer_clock(self, peer: bytes) -> tuple[dict[bytes, int], dict[bytes, int]]:
         row = self._one("SELECT received, sent FROM peer_clocks WHERE peer=?", peer)
@@ -370,9 +430,11 @@ class SqliteStore(Store):
             return self._db.execute(sql, args).fetchall()
 
 
+
+
 def _stored(row: tuple[Any, ...]) -> StoredEntry:
-    header, payload, received_at, order = row
-    return StoredEntry(decode_entry(header), payload, received_at, order)
+    header, payload, received_at, order, plaintext = row
+    return StoredEntry(decode_entry(header), payload, received_at, order, plaintext)
 
 
 def _clock_bytes(clock: dict[bytes, int]) -> bytes:

@@ -35,7 +35,7 @@ from p2pcrew.feed.errors import (
     SequenceRepeat,
 )
 from p2pcrew.feed.ids import feed_id_to_text
-from p2pcrew.feed.indexing import IndexRow, index_row
+from p2pcrew.feed.indexing import CREW_STATE, Indexed, Opener, index_payload
 from p2pcrew.feed.validate import Tip
 from p2pcrew.feed.verify import Verifier
 
@@ -65,6 +65,13 @@ class StoredEntry:
     """Local wall-clock milliseconds when this store accepted the entry."""
     order: int
     """Local arrival order; larger is newer."""
+    plaintext: bytes | None = None
+    """For a crew envelope we could open: its decrypted content."""
+
+    @property
+    def content_bytes(self) -> bytes | None:
+        """What to decode as content: the opened plaintext, else the payload itself."""
+        return self.plaintext if self.plaintext is not None else self.payload
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,11 +117,23 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+_NOTHING = Indexed(None, None, False)
+
+
 class Store(ABC):
     """Decisions live here; backends supply primitives (the ``_`` methods)."""
 
     def __init__(self, verifier: Verifier | None = None) -> None:
         self.verifier = verifier or Verifier()
+        self.opener: Opener | None = None
+        self._keys_changed = False
+        """The crew keyring, once the crew layer attaches one (see ``attach_opener``)."""
+
+    def attach_opener(self, opener: Opener) -> int:
+        """Use ``opener`` for crew envelopes from now on, and open the backlog it can."""
+        self.opener = opener
+        with self._transaction(durable=False):
+            return self._retry_sealed()
 
     # ---- writes --------------------------------------------------------------
 
@@ -146,7 +165,7 @@ class Store(ABC):
                 lip = self._entry_id_at(author, lipmaa(seq)) if seq > 1 else None
                 backlink = tip.id if tip is not None else None
                 entry = create_entry(signing_key, seq, backlink, lip, payload)
-                self._store(entry, payload, index_row(payload))
+                self._store(entry, payload)
                 tip = Tip(seq, entry.id)
                 created.append(entry)
             if tip is not None:
@@ -234,7 +253,7 @@ class Store(ABC):
             validate.check_payload(entry, payload)
             if self._tombstone_author(entry.id) == entry.author:
                 payload = None  # deleted by its author before it reached us
-        self._store(entry, payload, index_row(payload) if payload is not None else None)
+        self._store(entry, payload)
         tips[entry.author] = Tip(entry.seq, entry.id)
 
     def _fork_by_successor(self, entry: Entry, tip: Tip | None) -> None:
@@ -260,10 +279,42 @@ class Store(ABC):
             self._mark_forked(ForkProof(entry.author, entry.seq, stored.header, entry.header))
             raise
 
-    def _store(self, entry: Entry, payload: bytes | None, row: IndexRow | None) -> None:
-        self._insert(entry, payload, row)
-        if row is not None and row.type == "delete" and row.target is not None:
+    def _store(self, entry: Entry, payload: bytes | None) -> None:
+        indexed = index_payload(payload, self.opener) if payload is not None else _NOTHING
+        self._insert(entry, payload, indexed)
+        self._after_index(entry, indexed)
+        if self._keys_changed:
+            self._retry_sealed()
+
+    def _after_index(self, entry: Entry, indexed: Indexed) -> None:
+        row = indexed.row
+        if row is None:
+            return
+        if row.type == "delete" and row.target is not None:
             self._apply_delete(entry.author, row.target)
+        elif (
+            row.type == CREW_STATE
+            and self.opener is not None
+            and indexed.plaintext
+            and self.opener.learn(entry.author, entry.id, entry.seq, indexed.plaintext)
+        ):
+            self._keys_changed = True
+
+    def _retry_sealed(self) -> int:
+        """Open what new keys can open; repeat while that reveals more keys."""
+        opened = 0
+        while self.opener is not None:
+            self._keys_changed = False
+            for rowid, entry, payload in self._sealed():
+                indexed = index_payload(payload, self.opener)
+                if indexed.sealed:
+                    continue
+                self._unseal(rowid, indexed)
+                opened += 1
+                self._after_index(entry, indexed)
+            if not self._keys_changed:
+                break
+        return opened
 
     def _apply_delete(self, deleter: bytes, target: bytes) -> None:
         """Only an entry's author may delete it; a delete may arrive before its target."""
@@ -334,6 +385,22 @@ class Store(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
+    # ---- crews -------------------------------------------------------------
+
+    @abstractmethod
+    def crew_keys(self) -> dict[bytes, dict[int, bytes]]:
+        """Every crew epoch key we hold: crew id -> epoch -> key."""
+
+    @abstractmethod
+    def put_crew_keys(self, crew: bytes, keys: dict[int, bytes]) -> None:
+        """Add keys (inside the caller's transaction when called from the opener)."""
+
+    @abstractmethod
+    def crew_content(
+        self, crew: bytes, content_type: str, limit: int | None = None
+    ) -> list[StoredEntry]:
+        """Opened entries of one crew and type, newest arrival first."""
+
     # ---- what replication remembers about peers ------------------------------
 
     @abstractmethod
@@ -369,7 +436,14 @@ class Store(ABC):
     def _entry_id_at(self, author: bytes, seq: int) -> bytes | None: ...
 
     @abstractmethod
-    def _insert(self, entry: Entry, payload: bytes | None, row: IndexRow | None) -> None: ...
+    def _insert(self, entry: Entry, payload: bytes | None, indexed: Indexed) -> None: ...
+
+    @abstractmethod
+    def _sealed(self) -> list[tuple[int, Entry, bytes]]:
+        """(rowid, entry, payload) of envelopes no key opened yet."""
+
+    @abstractmethod
+    def _unseal(self, rowid: int, indexed: Indexed) -> None: ...
 
     @abstractmethod
     def _set_tip(self, author: bytes, tip: Tip) -> None: ...
