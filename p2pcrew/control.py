@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from p2pcrew.errors import P2PCrewError
-from p2pcrew.feed.content import decode_content
 from p2pcrew.feed.entry import Entry
 
 MAX_REQUEST = 64 * 1024
@@ -36,7 +35,8 @@ class ControlError(P2PCrewError):
     """The running node refused or failed the request."""
 
 
-Publisher = Callable[[list[Any], bool], list[Entry]]
+Publisher = Callable[[bytes, bool], list[Entry]]
+"""(payload, force): a plaintext content payload, or a ready crew envelope."""
 
 
 def _remove_stale(path: Path) -> None:
@@ -78,8 +78,7 @@ def _execute(line: bytes, publish: Publisher) -> dict[str, Any]:
         request = json.loads(line)
         if request.get("op") != "publish":
             return {"ok": False, "error": f"unknown operation {request.get('op')!r}"}
-        item = decode_content(bytes.fromhex(request["payload"]))
-        entries = publish([item], bool(request.get("force", False)))
+        entries = publish(bytes.fromhex(request["payload"]), bool(request.get("force", False)))
         return {"ok": True, "ids": [e.id.hex() for e in entries]}
     except P2PCrewError as exc:
         return {"ok": False, "error": str(exc)}

@@ -43,10 +43,22 @@ def publish(
 ) -> list[Entry]:
     """Validate, sign and durably append ``items`` to our own feed.
 
+    Content that names a crew is sealed in that crew's envelope under its current
+    epoch key: a crew id never reaches a payload in the clear.
+
     Raises:
         RestorePending: the key was restored and the own feed not yet fetched.
+        UnknownCrew, NotAMember: crew content for a crew we cannot publish to.
         InvalidContent, FeedForked, EntryTooLarge: from validation and the store.
     """
+    payloads = [_payload(store, identity, item) for item in items]
+    return publish_payloads(store, identity, payloads, force=force)
+
+
+def publish_payloads(
+    store: Store, identity: Identity, payloads: list[bytes], *, force: bool = False
+) -> list[Entry]:
+    """Append ready payloads (validated content or crew envelopes). Raises as ``publish``."""
     if restore_pending(store) and not force:
         raise RestorePending(
             "this key was restored from a backup and its feed may already have entries "
@@ -54,8 +66,22 @@ def publish(
             "your feed first (`p2pcrew sync ADDRESS`), or pass --force if this key never "
             "published anything"
         )
-    payloads = [encode_content(item) for item in items]
     entries = store.append(identity.signing_key, payloads)
     if force and restore_pending(store):
         clear_restore(store)
     return entries
+
+
+def _payload(store: Store, identity: Identity, item: Content) -> bytes:
+    crew = getattr(item, "crew", None)
+    plaintext = encode_content(item)
+    if crew is None:
+        return plaintext
+    from p2pcrew.crew.directory import crew_state
+    from p2pcrew.crew.envelope import seal_for_crew
+    from p2pcrew.crew.errors import NotAMember
+
+    state = crew_state(store, crew)
+    if identity.public_key not in state.members:
+        raise NotAMember(f"you are not a member of the crew {state.name!r} any more")
+    return seal_for_crew(plaintext, state.key)

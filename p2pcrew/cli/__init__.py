@@ -94,7 +94,9 @@ def cli(ctx: click.Context, home: str | None) -> None:
 
 def main() -> None:
     from p2pcrew.cli import (  # noqa: F401 - importing registers the commands
+        board_cmds,
         bundle_cmds,
+        crew_cmds,
         identity_cmds,
         net_cmds,
         publish_cmds,

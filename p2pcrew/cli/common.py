@@ -34,6 +34,36 @@ def open_store(home: Home, *, readonly: bool = False) -> Iterator[SqliteStore]:
         store.close()
 
 
+def publish_payload(home: Home, payload: bytes, *, force: bool) -> bytes:
+    """Publish one payload directly, or through the running node holding the store.
+
+    Returns the new entry's id. Crew content (plaintext naming a crew) is sealed by
+    whichever process holds the store, with the keyring attached.
+    """
+    from p2pcrew import publishing
+    from p2pcrew.control import publish_via_control
+    from p2pcrew.crew.envelope import is_envelope
+    from p2pcrew.crew.keyring import Keyring
+    from p2pcrew.feed.content import decode_content
+    from p2pcrew.feed.sqlite_store import StoreLocked
+
+    try:
+        store = home.open_store()
+    except StoreLocked:
+        if not home.control_socket.exists():
+            raise
+        [entry_id] = publish_via_control(home.control_socket, payload, force=force)
+        return entry_id
+    with contextlib.closing(store):
+        identity = load_identity(home)
+        Keyring.attach(store, identity)
+        if is_envelope(payload):
+            [entry] = publishing.publish_payloads(store, identity, [payload], force=force)
+        else:
+            [entry] = publishing.publish(store, identity, [decode_content(payload)], force=force)
+        return entry.id
+
+
 class EntryIdType(click.ParamType):  # type: ignore[type-arg,unused-ignore]
     name = "ENTRY"
 

@@ -56,7 +56,7 @@ async def _serve(
         raise P2PCrewError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
     me = Address("tcp", bound_host, bound_port, node.identity.public_key)
     control = await serve_control(
-        control_path, lambda items, force: node.publish(items, force=force)
+        control_path, lambda payload, force: node.publish_payload(payload, force=force)
     )
     click.echo(f"Listening. Others can reach you at: {me}")
     stop = asyncio.Event()

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-import contextlib
 from datetime import UTC, datetime
 
 import click
 
-from p2pcrew import publishing
 from p2pcrew.cli import CliState, cli
-from p2pcrew.cli.common import ENTRY, FEED, load_identity, open_store, pass_state
+from p2pcrew.cli.common import (
+    ENTRY,
+    FEED,
+    load_identity,
+    open_store,
+    pass_state,
+    publish_payload,
+)
 from p2pcrew.cli.output import emit, json_option
-from p2pcrew.control import publish_via_control
 from p2pcrew.errors import P2PCrewError
 from p2pcrew.feed import content as c
 from p2pcrew.feed.ids import entry_id_to_text
-from p2pcrew.feed.sqlite_store import StoreLocked
 from p2pcrew.views import entry_view
 
 force_option = click.option(
@@ -25,36 +28,57 @@ force_option = click.option(
 
 def _publish(state: CliState, item: c.Content, force: bool, as_json: bool) -> None:
     """Publish directly, or through the running node that holds the store."""
-    try:
-        store = state.home.open_store()
-    except StoreLocked:
-        if not state.home.control_socket.exists():
-            raise
-        [entry_id] = publish_via_control(
-            state.home.control_socket, c.encode_content(item), force=force
-        )
-    else:
-        with contextlib.closing(store):
-            identity = load_identity(state.home)
-            [entry] = publishing.publish(store, identity, [item], force=force)
-            entry_id = entry.id
+    entry_id = publish_payload(state.home, c.encode_content(item), force=force)
     with open_store(state.home, readonly=True) as reader:
         stored = reader.get(entry_id)
     view = entry_view(stored) if stored else {"id": entry_id_to_text(entry_id)}
     emit(view, as_json, lambda d: d["id"])
 
 
+def _crew(state: CliState, name: str | None) -> bytes | None:
+    if name is None:
+        return None
+    from p2pcrew.crew.directory import crew_by_name
+
+    with open_store(state.home, readonly=True) as store:
+        return crew_by_name(store, name)
+
+
+def _crew_of(state: CliState, target: bytes) -> bytes | None:
+    """Replies, updates and reactions belong to the crew of what they answer."""
+    with open_store(state.home, readonly=True) as store:
+        stored = store.get(target)
+        if stored is None or stored.content_bytes is None:
+            return None
+        try:
+            item = c.decode_content(stored.content_bytes)
+        except P2PCrewError:
+            return None
+    crew: bytes | None = getattr(item, "crew", None)
+    return crew
+
+
+crew_option = click.option("--crew", "crew_name", help="Publish inside this crew (encrypted).")
+
+
 @cli.command()
 @click.argument("text")
 @click.option("--mention", "mentions", multiple=True, type=FEED, help="Feed id to mention.")
+@crew_option
 @force_option
 @json_option
 @pass_state
 def post(
-    state: CliState, text: str, mentions: tuple[bytes, ...], force: bool, as_json: bool
+    state: CliState,
+    text: str,
+    mentions: tuple[bytes, ...],
+    crew_name: str | None,
+    force: bool,
+    as_json: bool,
 ) -> None:
-    """Start a new thread."""
-    _publish(state, c.Post(text=text, mentions=mentions, time=c.now_ms()), force, as_json)
+    """Start a new thread (public, or inside a crew with --crew)."""
+    item = c.Post(text=text, mentions=mentions, crew=_crew(state, crew_name), time=c.now_ms())
+    _publish(state, item, force, as_json)
 
 
 @cli.command()
@@ -67,13 +91,13 @@ def reply(state: CliState, parent: bytes, text: str, force: bool, as_json: bool)
     """Reply to PARENT (a thread root or another reply)."""
     with open_store(state.home, readonly=True) as store:
         stored = store.get(parent)
-        if stored is None or stored.payload is None:
+        if stored is None or stored.content_bytes is None:
             raise P2PCrewError(f"no post {entry_id_to_text(parent)} here; sync first")
-        parent_post = c.decode_content(stored.payload)
+        parent_post = c.decode_content(stored.content_bytes)
     if not isinstance(parent_post, c.Post):
         raise P2PCrewError(f"{entry_id_to_text(parent)} is a {parent_post.TYPE}, not a post")
     root = parent_post.root or parent
-    item = c.Post(text=text, root=root, reply_to=parent, time=c.now_ms())
+    item = c.Post(text=text, root=root, reply_to=parent, crew=parent_post.crew, time=c.now_ms())
     _publish(state, item, force, as_json)
 
 
@@ -105,6 +129,7 @@ def _parse_date(text: str | None) -> int | None:
 )
 @click.option("--needed-by", help="Date (and time), e.g. 2026-12-24 or 2026-12-24T18:00.")
 @click.option("--place", help="A rough place, e.g. 'north side'.")
+@crew_option
 @force_option
 @json_option
 @pass_state
@@ -116,10 +141,11 @@ def request_new(
     category: c.RequestCategory,
     needed_by: str | None,
     place: str | None,
+    crew_name: str | None,
     force: bool,
     as_json: bool,
 ) -> None:
-    """Publish a new request (ask, or --offer)."""
+    """Publish a new request (ask, or --offer); inside a crew with --crew."""
     item = c.Request(
         kind="offer" if offer else "ask",
         title=title,
@@ -127,6 +153,7 @@ def request_new(
         category=category,
         needed_by=_parse_date(needed_by),
         place=place,
+        crew=_crew(state, crew_name),
         time=c.now_ms(),
     )
     _publish(state, item, force, as_json)
@@ -142,7 +169,10 @@ def _update_command(action: c.RequestAction, doc: str) -> None:
     def command(
         state: CliState, request_id: bytes, note: str | None, force: bool, as_json: bool
     ) -> None:
-        item = c.RequestUpdate(request=request_id, action=action, note=note, time=c.now_ms())
+        crew = _crew_of(state, request_id)
+        item = c.RequestUpdate(
+            request=request_id, action=action, note=note, crew=crew, time=c.now_ms()
+        )
         _publish(state, item, force, as_json)
 
 
@@ -164,7 +194,10 @@ for _action, _doc in (
 @pass_state
 def react(state: CliState, target: bytes, emoji: str, force: bool, as_json: bool) -> None:
     """React to an entry with a short emoji or word."""
-    _publish(state, c.Reaction(target=target, emoji=emoji, time=c.now_ms()), force, as_json)
+    crew = _crew_of(state, target)
+    _publish(
+        state, c.Reaction(target=target, emoji=emoji, crew=crew, time=c.now_ms()), force, as_json
+    )
 
 
 def _contact_command(action: c.ContactAction, doc: str) -> None:

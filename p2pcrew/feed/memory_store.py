@@ -15,7 +15,15 @@ from dataclasses import dataclass
 
 from p2pcrew.feed.entry import Entry
 from p2pcrew.feed.indexing import Indexed, IndexRow
-from p2pcrew.feed.store import FeedInfo, ForkProof, PeerRecord, Store, StoredEntry, now_ms
+from p2pcrew.feed.store import (
+    FeedInfo,
+    ForkProof,
+    PeerRecord,
+    Store,
+    StoredEntry,
+    ThreadStats,
+    now_ms,
+)
 from p2pcrew.feed.validate import Tip
 from p2pcrew.feed.verify import Verifier
 
@@ -46,6 +54,7 @@ class MemoryStore(Store):
         self._clocks: dict[bytes, tuple[dict[bytes, int], dict[bytes, int]]] = {}
         self._crew_keys: dict[bytes, dict[int, bytes]] = {}
         self._by_order: dict[int, bytes] = {}
+        self._marks: dict[bytes, int] = {}
         self._peers: dict[str, PeerRecord] = {}
         self._counter = itertools.count(1)
 
@@ -215,6 +224,32 @@ class MemoryStore(Store):
         if old is not None and record.last_connected is None:
             record = dataclasses.replace(record, last_connected=old.last_connected)
         self._peers[record.address] = record
+
+    def thread_stats(self, crew: bytes | None, me: bytes, limit: int = 200) -> list[ThreadStats]:
+        roots = [
+            r
+            for r in self._rows.values()
+            if r.index and r.index.type == "post" and r.index.root is None and r.index.crew == crew
+        ]
+        out = []
+        for root in roots:
+            seen = self._marks.get(root.entry.id, 0)
+            replies = [
+                r
+                for r in self._rows.values()
+                if r.index and r.index.type == "post" and r.index.root == root.entry.id
+            ]
+            last = max([root.order, *(r.order for r in replies)])
+            unread = sum(1 for r in [root, *replies] if r.order > seen and r.entry.author != me)
+            out.append(ThreadStats(root.stored(), len(replies), last, unread))
+        out.sort(key=lambda t: -t.last_order)
+        return out[:limit]
+
+    def mark_read(self, target: bytes, order: int) -> None:
+        self._marks[target] = max(order, self._marks.get(target, 0))
+
+    def read_mark(self, target: bytes) -> int:
+        return self._marks.get(target, 0)
 
     def get_meta(self, key: str) -> bytes | None:
         return self._meta.get(key)

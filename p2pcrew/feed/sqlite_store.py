@@ -36,6 +36,7 @@ from p2pcrew.feed.store import (
     Store,
     StoredEntry,
     StoreError,
+    ThreadStats,
     now_ms,
 )
 from p2pcrew.feed.validate import Tip
@@ -376,6 +377,48 @@ class SqliteStore(Store):
         )
         return [_stored(r) for r in rows]
 
+    def thread_stats(self, crew: bytes | None, me: bytes, limit: int = 200) -> list[ThreadStats]:
+        rows = self._all(
+            "WITH roots AS ("
+            " SELECT e.rowid AS rid, e.id AS id FROM content c JOIN entries e"
+            " ON e.rowid=c.entry_rowid WHERE c.type='post' AND c.root IS NULL"
+            " AND c.crew IS ?),"
+            " stats AS ("
+            " SELECT r.rid, r.id, COUNT(c.entry_rowid) AS n,"
+            " MAX(r.rid, coalesce(MAX(c.entry_rowid), 0)) AS last,"
+            " SUM(CASE WHEN c.entry_rowid > coalesce(m.seen_order, 0) AND e.author != ?"
+            " THEN 1 ELSE 0 END) AS unread_replies,"
+            " coalesce(m.seen_order, 0) AS seen"
+            " FROM roots r LEFT JOIN content c ON c.root=r.id AND c.type='post'"
+            " LEFT JOIN entries e ON e.rowid=c.entry_rowid"
+            " LEFT JOIN read_marks m ON m.target=r.id GROUP BY r.rid)"
+            " SELECT s.n, s.last, coalesce(s.unread_replies, 0), s.seen,"
+            " e.header, e.payload, e.received_at, e.rowid, o.plaintext"
+            " FROM stats s JOIN entries e ON e.rowid=s.rid"
+            " LEFT JOIN opened o ON o.entry_rowid=e.rowid ORDER BY s.last DESC LIMIT ?",
+            crew,
+            me,
+            limit,
+        )
+        out = []
+        for n, last, unread, seen, *entry in rows:
+            root = _stored(tuple(entry))
+            root_unread = int(root.order > seen and root.entry.author != me)
+            out.append(ThreadStats(root, n, last, unread + root_unread))
+        return out
+
+    def mark_read(self, target: bytes, order: int) -> None:
+        with self._transaction(durable=False):
+            self._db.execute(
+                "INSERT INTO read_marks(target, seen_order) VALUES (?,?) ON CONFLICT(target) "
+                "DO UPDATE SET seen_order=max(seen_order, excluded.seen_order)",
+                (target, order),
+            )
+
+    def read_mark(self, target: bytes) -> int:
+        row = self._one("SELECT seen_order FROM read_marks WHERE target=?", target)
+        return int(row[0]) if row else 0
+
     def peer_clock(self, peer: bytes) -> tuple[dict[bytes, int], dict[bytes, int]]:
         row = self._one("SELECT received, sent FROM peer_clocks WHERE peer=?", peer)
         if row is None:
@@ -428,8 +471,6 @@ class SqliteStore(Store):
     def _all(self, sql: str, *args: object) -> list[tuple[Any, ...]]:
         with self._mutex:
             return self._db.execute(sql, args).fetchall()
-
-
 
 
 def _stored(row: tuple[Any, ...]) -> StoredEntry:

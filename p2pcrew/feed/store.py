@@ -89,6 +89,16 @@ class ForkProof:
 
 
 @dataclass(frozen=True, slots=True)
+class ThreadStats:
+    """One thread root with what a thread list shows, computed by the database."""
+
+    root: StoredEntry
+    replies: int
+    last_order: int
+    unread: int
+
+
+@dataclass(frozen=True, slots=True)
 class PeerRecord:
     address: str
     feed: bytes
@@ -400,6 +410,20 @@ class Store(ABC):
         self, crew: bytes, content_type: str, limit: int | None = None
     ) -> list[StoredEntry]:
         """Opened entries of one crew and type, newest arrival first."""
+
+    # ---- reading state -------------------------------------------------------
+
+    @abstractmethod
+    def thread_stats(self, crew: bytes | None, me: bytes, limit: int = 200) -> list[ThreadStats]:
+        """Thread roots of a crew (None: public), newest activity first, with reply
+        counts and how many entries arrived since the person last looked (own
+        posts excluded). One query, whatever the number of entries."""
+
+    @abstractmethod
+    def mark_read(self, target: bytes, order: int) -> None: ...
+
+    @abstractmethod
+    def read_mark(self, target: bytes) -> int: ...
 
     # ---- what replication remembers about peers ------------------------------
 

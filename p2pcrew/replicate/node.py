@@ -21,7 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from p2pcrew import publishing
-from p2pcrew.feed.content import Content
+from p2pcrew.crew.directory import co_members
+from p2pcrew.crew.envelope import is_envelope
+from p2pcrew.crew.keyring import Keyring
+from p2pcrew.feed.content import Content, decode_content
 from p2pcrew.feed.entry import Entry, header_author
 from p2pcrew.feed.identity import Identity
 from p2pcrew.feed.store import PeerRecord, Store, now_ms
@@ -82,6 +85,7 @@ class Node:
         self._tasks: set[asyncio.Task[None]] = set()
         self._ticker: asyncio.Task[None] | None = None
         self._ingest_lock = asyncio.Lock()
+        self.keyring = Keyring.attach(store, identity)
         self.refresh_scope()
 
     # ---- lifecycle ---------------------------------------------------------------
@@ -191,9 +195,8 @@ class Node:
     # ---- engine plumbing --------------------------------------------------------
 
     def refresh_scope(self) -> None:
-        scope = compute_scope(
-            self.store, self.identity.public_key, hops=self.hops, extra=self.extra_feeds
-        )
+        extra = self.extra_feeds | co_members(self.store)
+        scope = compute_scope(self.store, self.identity.public_key, hops=self.hops, extra=extra)
         self._apply(ebt.step(self.state, ebt.ScopeChanged(scope.wanted, scope.blocked)))
 
     def link_ready(self, link: PeerLink) -> None:
@@ -263,6 +266,14 @@ class Node:
         entries = publishing.publish(self.store, self.identity, items, force=force)
         self.local_appended(entries)
         return entries
+
+    def publish_payload(self, payload: bytes, *, force: bool = False) -> list[Entry]:
+        """A payload from the control socket: plaintext content, or a crew envelope."""
+        if is_envelope(payload):
+            entries = publishing.publish_payloads(self.store, self.identity, [payload], force=force)
+            self.local_appended(entries)
+            return entries
+        return self.publish([decode_content(payload)], force=force)
 
     def local_appended(self, entries: list[Entry]) -> None:
         stored = [(e.author, e.seq) for e in entries]

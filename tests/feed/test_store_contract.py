@@ -189,3 +189,19 @@ def test_raw_range_and_header_author(store: Store) -> None:
     assert store.raw_range(A_ID, 2, 3) == [(e.header, p) for e, p in chain[1:3]]
     assert header_author(chain[0][0].header) == A_ID
     assert header_author(b"\x87" + chain[0][0].header[1:]) is None
+
+
+def test_thread_stats_and_read_marks(store: Store) -> None:
+    [root] = store.append(A, [post("first thread")])
+    store.append(B, [post("reply", root=root.id, reply_to=root.id)])
+    store.append(B, [post("another reply", root=root.id, reply_to=root.id)])
+    [other] = store.append(B, [post("second thread")])
+    stats = store.thread_stats(None, A_ID)
+    assert [s.root.entry.id for s in stats] == [other.id, root.id]
+    first = stats[1]
+    assert (first.replies, first.unread) == (2, 2)  # A's own root is not unread to A
+    store.mark_read(root.id, first.last_order)
+    assert store.thread_stats(None, A_ID)[1].unread == 0
+    assert store.read_mark(root.id) == first.last_order
+    store.append(B, [post("new", root=root.id, reply_to=root.id)])
+    assert store.thread_stats(None, A_ID)[0].unread == 1

@@ -1,0 +1,1 @@
+"""Tests of the crew crypto core and membership rules."""
