@@ -51,7 +51,7 @@ def publish(
         UnknownCrew, NotAMember: crew content for a crew we cannot publish to.
         InvalidContent, FeedForked, EntryTooLarge: from validation and the store.
     """
-    payloads = [_payload(store, identity, item) for item in items]
+    payloads = [payload_for(store, identity, item) for item in items]
     return publish_payloads(store, identity, payloads, force=force)
 
 
@@ -72,7 +72,8 @@ def publish_payloads(
     return entries
 
 
-def _payload(store: Store, identity: Identity, item: Content) -> bytes:
+def payload_for(store: Store, identity: Identity, item: Content) -> bytes:
+    """The payload that publishes ``item``: its canonical bytes, sealed if it names a crew."""
     crew = getattr(item, "crew", None)
     plaintext = encode_content(item)
     if crew is None:

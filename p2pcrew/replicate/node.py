@@ -26,6 +26,7 @@ from p2pcrew.crew.envelope import is_envelope
 from p2pcrew.crew.keyring import Keyring
 from p2pcrew.feed.content import Content, decode_content
 from p2pcrew.feed.entry import Entry, header_author
+from p2pcrew.feed.group_commit import GroupCommitter
 from p2pcrew.feed.identity import Identity
 from p2pcrew.feed.store import PeerRecord, Store, now_ms
 from p2pcrew.replicate import ebt
@@ -86,6 +87,9 @@ class Node:
         self._ticker: asyncio.Task[None] | None = None
         self._ingest_lock = asyncio.Lock()
         self.keyring = Keyring.attach(store, identity)
+        self._committer = GroupCommitter(
+            lambda payloads: publishing.publish_payloads(self.store, self.identity, payloads)
+        )
         self.refresh_scope()
 
     # ---- lifecycle ---------------------------------------------------------------
@@ -104,6 +108,7 @@ class Node:
             server.close()
         for link in list(self.links.values()):
             await link.goodbye(timeout=2.0)
+        await self._committer.close()
         if self._ticker is not None:
             self._ticker.cancel()
         for task in list(self._tasks):
@@ -264,6 +269,13 @@ class Node:
 
     def publish(self, items: list[Content], *, force: bool = False) -> list[Entry]:
         entries = publishing.publish(self.store, self.identity, items, force=force)
+        self.local_appended(entries)
+        return entries
+
+    async def publish_async(self, items: list[Content]) -> list[Entry]:
+        """Publish with group commit: concurrent callers share one durable transaction."""
+        payloads = [publishing.payload_for(self.store, self.identity, item) for item in items]
+        entries = await self._committer.append(payloads)
         self.local_appended(entries)
         return entries
 
