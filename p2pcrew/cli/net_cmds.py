@@ -35,19 +35,25 @@ def _host_port(text: str) -> tuple[str, int]:
 @click.option(
     "--connect", "connects", multiple=True, help="Address to dial and keep replicating with."
 )
+@click.option(
+    "--lan/--no-lan",
+    default=True,
+    show_default=True,
+    help="Find the people you follow on this network (mDNS) and sync with them.",
+)
 @pass_state
-def serve(state: CliState, listen: str, connects: tuple[str, ...]) -> None:
+def serve(state: CliState, listen: str, connects: tuple[str, ...], lan: bool) -> None:
     """Run a node: accept and dial peers, replicate, print progress. Ctrl-C stops it."""
     host, port = _host_port(listen)
     addresses = [parse_address(a) for a in connects]
     identity = load_identity(state.home)
     with open_store(state.home) as store:
         node = Node(store, identity)
-        asyncio.run(_serve(node, host, port, addresses, state.home.control_socket))
+        asyncio.run(_serve(node, host, port, addresses, state.home.control_socket, lan))
 
 
 async def _serve(
-    node: Node, host: str, port: int, addresses: list[Address], control_path: Path
+    node: Node, host: str, port: int, addresses: list[Address], control_path: Path, lan: bool
 ) -> None:
     await node.start()
     try:
@@ -59,6 +65,18 @@ async def _serve(
         control_path, lambda payload, force: node.publish_payload(payload, force=force)
     )
     click.echo(f"Listening. Others can reach you at: {me}")
+    discovery = None
+    if lan:
+        from p2pcrew.crew.directory import lan_secrets
+        from p2pcrew.replicate.discovery import start_lan_discovery  # zeroconf: serve only
+
+        discovery = await start_lan_discovery(
+            node,
+            host,
+            bound_port,
+            echo=click.echo,
+            group_secrets=lambda: lan_secrets(node.store, node.identity.public_key),
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -79,6 +97,8 @@ async def _serve(
             click.echo(f"received {total - reported} entries; {len(node.links)} peer(s) connected")
             reported = total
     click.echo("Stopping.")
+    if discovery is not None:
+        await discovery.close()
     control.close()
     await node.close()
 

@@ -47,3 +47,12 @@ def co_members(store: Store) -> set[bytes]:
     for state in crew_states(store):
         members |= state.members
     return members
+
+
+def lan_secrets(store: Store, me: bytes) -> list[tuple[bytes, str]]:
+    """(current epoch key, crew name) of every crew we are in, for LAN recognition.
+
+    The current epoch key, not the first: after a removal, the removed member can no
+    longer recognise the crew's laptops at a meetup.
+    """
+    return [(s.key, s.name) for s in crew_states(store) if me in s.members]
