@@ -138,7 +138,7 @@ def create_entry(
         len(payload),
     ]
     _check_fields(fields, where=f"new entry {seq}")
-    signing_bytes = codec.encode(fields)
+    signing_bytes = codec.encode_checked_shape(fields)  # _check_fields just checked it
     signature = signing_key.sign(signing_bytes).signature
     header = b"\x88" + signing_bytes[1:] + _SIG_ENCODED + signature
     return _entry_from_fields(fields, signature, header)
