@@ -142,3 +142,19 @@ def test_writer_lock_message(cli: Cli) -> None:
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_address_qr_and_connect(cli: Cli, tmp_path: Path) -> None:
+    me = cli.json("whoami")["feed"]  # type: ignore[index]
+    addresses = cli.json("address")
+    assert addresses and all(a.endswith("#" + me) for a in addresses)  # type: ignore[union-attr]
+    qr = cli.run("address", "--qr").stdout
+    assert "█" in qr
+    other = Cli(tmp_path / "other")
+    other.run("init")
+    them = other.json("whoami")["feed"]  # type: ignore[index]
+    cli.run("connect", f"tcp://127.0.0.1:9#{them}")
+    [peer] = cli.json("peers")  # type: ignore[misc]
+    assert peer["feed"] == them and peer["source"] == "manual"
+    bad = cli.run("connect", "tcp://127.0.0.1:9", ok=False)
+    assert bad.returncode == 1 and "#feed_" in bad.stderr

@@ -94,6 +94,7 @@ def cli(ctx: click.Context, home: str | None) -> None:
 
 def main() -> None:
     from p2pcrew.cli import (  # noqa: F401 - importing registers the commands
+        address_cmds,
         board_cmds,
         bundle_cmds,
         crew_cmds,

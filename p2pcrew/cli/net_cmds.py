@@ -81,7 +81,8 @@ async def _serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    for address in addresses:
+    remembered = [parse_address(p.address) for p in node.store.known_peers() if p.source != "lan"]
+    for address in {str(a): a for a in [*addresses, *remembered]}.values():
         try:
             await node.connect(address)
             click.echo(f"Connected to {address}")
