@@ -1,0 +1,57 @@
+"""Printing the table and writing the optional JSON file."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+from benchmarks import Config, Row, fmt
+
+HEADINGS = ("benchmark", "value", "unit", "ratio", "ratio to", "note")
+
+
+def format_machine(info: dict[str, str]) -> str:
+    width = max(len(key) for key in info)
+    return "\n".join(f"{key:<{width}}  {value}" for key, value in info.items())
+
+
+def format_table(rows: Sequence[Row]) -> str:
+    """A plain-text table; the note column is last and never cut."""
+    cells = [
+        (
+            row.name,
+            fmt(row.value),
+            row.unit,
+            "" if row.ratio is None else f"{row.ratio:.2f}",
+            row.limit_name or "",
+            row.note,
+        )
+        for row in rows
+    ]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(HEADINGS[:-1])]
+    right = {1, 3}  # numbers
+
+    def line(values: Sequence[str]) -> str:
+        parts = [
+            v.rjust(widths[i]) if i in right else v.ljust(widths[i])
+            for i, v in enumerate(values[:-1])
+        ]
+        return "  ".join([*parts, values[-1]]).rstrip()
+
+    rule = "  ".join("-" * w for w in widths) + "  " + "-" * len(HEADINGS[-1])
+    return "\n".join([line(HEADINGS), rule, *(line(c) for c in cells)])
+
+
+def write_json(path: Path, machine: dict[str, str], config: Config, rows: Sequence[Row]) -> None:
+    document = {
+        "machine": machine,
+        "config": {
+            "quick": config.quick,
+            "runs": config.runs,
+            "cache_dir": None if config.cache_dir is None else str(config.cache_dir),
+        },
+        "rows": [asdict(row) for row in rows],
+    }
+    path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
