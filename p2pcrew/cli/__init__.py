@@ -100,6 +100,7 @@ def main() -> None:
         crew_cmds,
         identity_cmds,
         net_cmds,
+        pub_cmds,
         publish_cmds,
         read_cmds,
     )
