@@ -57,6 +57,15 @@ class NodeStats:
     rejected: dict[str, int] = field(default_factory=dict)
 
 
+async def _open(address: Address) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A byte stream to ``address``: TCP, or a WebSocket for ws:// and wss:// (pubs)."""
+    if address.is_websocket:
+        from p2pcrew.replicate.ws_transport import connect_ws  # aiohttp only when needed
+
+        return await connect_ws(address)
+    return await asyncio.open_connection(address.host, address.port, limit=2**16)
+
+
 class Node:
     def __init__(
         self,
@@ -106,8 +115,11 @@ class Node:
     async def close(self) -> None:
         for server in self._servers:
             server.close()
-        for link in list(self.links.values()):
-            await link.goodbye(timeout=2.0)
+        # Goodbyes in parallel: one slow peer must not hold up shutdown for the rest.
+        await asyncio.gather(
+            *(link.goodbye(timeout=2.0) for link in list(self.links.values())),
+            return_exceptions=True,
+        )
         await self._committer.close()
         if self._ticker is not None:
             self._ticker.cancel()
@@ -124,9 +136,7 @@ class Node:
             return self.links[address.key]
         self._remember(address, source)
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(address.host, address.port, limit=2**16), CONNECT_TIMEOUT
-            )
+            reader, writer = await asyncio.wait_for(_open(address), CONNECT_TIMEOUT)
             stream = await client_handshake(
                 reader,
                 writer,
@@ -177,6 +187,13 @@ class Node:
             stream.abort()
             return None
         return self._start_link(PeerLink(self, stream, client=client, address=address))
+
+    def remove_feeds(self, feeds: Iterable[bytes]) -> None:
+        """Stop replicating these extra feeds (a pub member over quota, for example)."""
+        before = len(self.extra_feeds)
+        self.extra_feeds.difference_update(feeds)
+        if len(self.extra_feeds) != before:
+            self.refresh_scope()
 
     def add_feeds(self, feeds: Iterable[bytes]) -> None:
         """Replicate these feeds too (pub members, crew co-members)."""

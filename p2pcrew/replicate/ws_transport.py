@@ -42,10 +42,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 import aiohttp
 from aiohttp import WSMsgType
 
-from p2pcrew.feed.store import PeerRecord, now_ms
 from p2pcrew.replicate.address import Address
-from p2pcrew.replicate.secure_stream import client_handshake
-from p2pcrew.replicate.transport_errors import TransportError
 
 if TYPE_CHECKING:
     from p2pcrew.replicate.node import Node
@@ -368,26 +365,5 @@ async def connect_ws(
 
 
 async def dial(node: Node, address: Address, *, source: str = "manual") -> PeerLink:
-    """``Node.connect`` for any scheme: TCP through the node, ws/wss through here.
-
-    Raises TransportError (handshake), OSError or TimeoutError (unreachable), like
-    ``Node.connect``; the attempt is recorded as a known peer either way.
-    """
-    if not address.is_websocket:
-        return await node.connect(address, source=source)
-    if address.key in node.links:
-        return node.links[address.key]
-    node.add_feeds([address.key])  # as Node.connect does: a peer we chose to reach
-    try:
-        reader, writer = await connect_ws(address)
-        stream = await client_handshake(
-            reader, writer, node.network_key, node.identity.signing_key, address.key
-        )
-    except (TransportError, OSError, TimeoutError) as exc:
-        node.store.save_peer(PeerRecord(str(address), address.key, source, last_error=str(exc)))
-        raise
-    node.store.save_peer(PeerRecord(str(address), address.key, source, last_connected=now_ms()))
-    link = node.adopt(stream, client=True, address=str(address))
-    if link is None:
-        raise TransportError(f"already connected to {address}")
-    return link
+    """``Node.connect`` for any scheme (kept for callers written before it took ws/wss)."""
+    return await node.connect(address, source=source)
