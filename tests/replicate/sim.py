@@ -60,7 +60,7 @@ class Sim:
         self.now = 0.0
 
     def add(self, name: str, wanted_names: list[str] | None = None) -> SimNode:
-        key = nacl.signing.SigningKey(bytes([len(self.nodes) + 1]) * 32)
+        key = nacl.signing.SigningKey((len(self.nodes) + 1).to_bytes(32, "big"))
         node = SimNode(
             name,
             key,
