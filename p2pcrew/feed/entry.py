@@ -152,6 +152,86 @@ def decode_entry(header: bytes) -> Entry:
     """
     if len(header) > MAX_HEADER_SIZE:
         raise EntryTooLarge(f"header of {len(header)} bytes exceeds {MAX_HEADER_SIZE}")
+    fast = _decode_canonical_v1(bytes(header))
+    if fast is not None:
+        return fast
+    return _decode_generic(header)
+
+
+def _uint(data: bytes, at: int) -> tuple[int, int] | None:
+    """A canonical (shortest-form) CBOR unsigned integer at ``at``: (value, next)."""
+    if at >= len(data):
+        return None
+    head = data[at]
+    if head < 0x18:
+        return head, at + 1
+    width = {0x18: 1, 0x19: 2, 0x1A: 4, 0x1B: 8}.get(head)
+    if width is None or at + 1 + width > len(data):
+        return None
+    value = int.from_bytes(data[at + 1 : at + 1 + width], "big")
+    minimum = {1: 0x18, 2: 0x100, 4: 0x10000, 8: 0x100000000}[width]
+    return (value, at + 1 + width) if value >= minimum else None
+
+
+def _hash_or_null(data: bytes, at: int) -> tuple[bytes | None, int] | None:
+    if data[at : at + 1] == b"\xf6":
+        return None, at + 1
+    if data[at : at + 2] != b"\x58\x20" or at + 34 > len(data):
+        return None
+    return data[at + 2 : at + 34], at + 34
+
+
+def _decode_canonical_v1(data: bytes) -> Entry | None:
+    """The common case, parsed by position: exactly the canonical encoding of a
+    version-1 header with well-typed fields, or None.
+
+    None sends the bytes through the generic strict decoder, which gives the precise
+    error; so this path can only ever accept what the generic one accepts (a test
+    checks the two agree on random and mutated headers).
+    """
+    if data[:4] != b"\x88\x01\x58\x20" or len(data) < 36:
+        return None
+    author = data[4:36]
+    seq_at = _uint(data, 36)
+    if seq_at is None:
+        return None
+    seq, at = seq_at
+    back = _hash_or_null(data, at) if at < len(data) else None
+    if back is None:
+        return None
+    backlink, at = back
+    lip = _hash_or_null(data, at) if at < len(data) else None
+    if lip is None:
+        return None
+    lipmaa_link, at = lip
+    if data[at : at + 2] != b"\x58\x20" or at + 34 > len(data):
+        return None
+    payload_hash, at = data[at + 2 : at + 34], at + 34
+    size_at = _uint(data, at)
+    if size_at is None:
+        return None
+    size, at = size_at
+    if data[at : at + 2] != b"\x58\x40" or at + 66 != len(data):
+        return None
+    signature = data[at + 2 :]
+    if not 1 <= seq <= MAX_SEQ or size > MAX_PAYLOAD_SIZE:
+        return None
+    if (seq == 1) != (backlink is None) or (seq == 1) != (lipmaa_link is None):
+        return None
+    return Entry(
+        author=author,
+        seq=seq,
+        backlink=backlink,
+        lipmaa_link=lipmaa_link,
+        payload_hash=payload_hash,
+        payload_size=size,
+        signature=signature,
+        header=data,
+        id=blake2b256(data),
+    )
+
+
+def _decode_generic(header: bytes) -> Entry:
     try:
         fields = codec.decode(bytes(header))
     except codec.NonCanonicalCBOR as exc:

@@ -75,6 +75,8 @@ class SqliteStore(Store):
         self.readonly = readonly
         self._mutex = threading.RLock()
         self._lock_file: IO[str] | None = None
+        self._durable = True
+        self._any_tombstones = True  # until the first look says otherwise
         path = self.directory / DB_NAME
         if readonly:
             if not path.exists():
@@ -91,8 +93,12 @@ class SqliteStore(Store):
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
+            # The random 32-byte id index outgrows the default 2 MB cache on big stores.
+            self._db.execute("PRAGMA cache_size=-65536")
             self._migrate()
         self._db.execute("PRAGMA busy_timeout=5000")
+        # Only the writer knows when tombstones appear; a reader always looks.
+        self._any_tombstones = readonly or self._one("SELECT 1 FROM tombstones LIMIT 1") is not None
 
     # ---- lifecycle -------------------------------------------------------
 
@@ -142,7 +148,9 @@ class SqliteStore(Store):
         if self.readonly:
             raise StoreError("this store was opened read-only")
         with self._mutex:
-            self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            if durable != self._durable:
+                self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+                self._durable = durable
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield
@@ -229,10 +237,13 @@ class SqliteStore(Store):
         self._db.execute("UPDATE feeds SET forked=1 WHERE author=?", (proof.author,))
 
     def _tombstone_author(self, target: bytes) -> bytes | None:
+        if not self._any_tombstones:
+            return None  # most stores never saw a delete: skip a lookup per entry
         row = self._one("SELECT author FROM tombstones WHERE target=?", target)
         return bytes(row[0]) if row else None
 
     def _add_tombstone(self, target: bytes, author: bytes) -> None:
+        self._any_tombstones = True
         self._db.execute(
             "INSERT OR IGNORE INTO tombstones(target, author) VALUES (?,?)", (target, author)
         )

@@ -206,3 +206,33 @@ def test_garbage_never_escapes_as_another_exception(data: bytes) -> None:
         verify_signature(decode_entry(data))
     except E.EntryRejected:
         pass
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    seq=st.integers(min_value=1, max_value=2**62),
+    size=st.integers(min_value=0, max_value=MAX_PAYLOAD_SIZE),
+    flips=st.lists(st.tuples(st.integers(0, 300), st.integers(0, 7)), max_size=3),
+    cut=st.integers(0, 8),
+)
+def test_fast_and_generic_header_decoders_agree(
+    seq: int, size: int, flips: list[tuple[int, int]], cut: int
+) -> None:
+    from p2pcrew.feed.entry import _decode_canonical_v1, _decode_generic
+
+    back = None if seq == 1 else bytes(range(32))
+    fields = [1, bytes(K.verify_key), seq, back, back, bytes(32), size]
+    raw = bytearray(sign_fields(K, fields))
+    for offset, bit in flips:
+        if offset < len(raw):
+            raw[offset] ^= 1 << bit
+    data = bytes(raw[: len(raw) - cut] if cut else raw)
+    fast = _decode_canonical_v1(data)
+    try:
+        generic: object = _decode_generic(data)
+    except E.EntryRejected as exc:
+        generic = exc
+    if fast is not None:
+        assert fast == generic  # the fast path only accepts what the generic one does
+    if not flips and not cut:
+        assert fast is not None  # and takes every well-formed header
