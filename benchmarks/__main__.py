@@ -16,7 +16,7 @@ from benchmarks import (
     machine_info,
     measure_limits,
 )
-from benchmarks.report import format_machine, format_table, write_json
+from benchmarks.report import format_machine, format_table, write_json, write_markdown
 
 
 def parse_args(argv: list[str] | None, groups: list[str]) -> argparse.Namespace:
@@ -39,6 +39,14 @@ def parse_args(argv: list[str] | None, groups: list[str]) -> argparse.Namespace:
         "the limits are always measured",
     )
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write results as JSON")
+    parser.add_argument(
+        "--markdown",
+        type=Path,
+        metavar="FILE",
+        help="write the report as Markdown (a full run of every group writes "
+        "docs/performance.md unless --no-docs)",
+    )
+    parser.add_argument("--no-docs", action="store_true", help="do not write docs/performance.md")
     parser.add_argument(
         "--cache-dir",
         type=Path,
@@ -95,6 +103,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.json is not None:
         write_json(args.json, machine, config, rows)
+    markdown = args.markdown
+    if markdown is None and not (args.quick or args.only or args.no_docs):
+        markdown = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
+    if markdown is not None:
+        command = "python -m benchmarks " + " ".join(argv if argv is not None else sys.argv[1:])
+        write_markdown(markdown, machine, config, rows, command.strip())
+        print(f"wrote {markdown}")
     return 0
 
 

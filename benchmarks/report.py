@@ -55,3 +55,37 @@ def write_json(path: Path, machine: dict[str, str], config: Config, rows: Sequen
         "rows": [asdict(row) for row in rows],
     }
     path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+
+
+def write_markdown(
+    path: Path, machine: dict[str, str], config: Config, rows: Sequence[Row], command: str
+) -> None:
+    """docs/performance.md: every figure, its ratio to the limit measured in the same run."""
+    lines = [
+        "# Performance",
+        "",
+        "Written by `" + command + "`. Every figure is the median of "
+        f"{config.runs} run(s) on the machine below, with its ratio to the physical limit "
+        "(raw PyNaCl Ed25519 signing or verification, or raw secretbox) re-measured just "
+        "before each run, because these machines are shared and noisy: compare ratios, "
+        "not absolute numbers. Seeds: simulations use 2026; generated keys are random.",
+        "",
+        "## Machine and libraries",
+        "",
+        "| | |",
+        "|---|---|",
+        *(f"| {key} | {value} |" for key, value in machine.items()),
+        "",
+        "## Figures",
+        "",
+        "| benchmark | value | unit | ratio | ratio to | note |",
+        "|---|---:|---|---:|---|---|",
+    ]
+    for row in rows:
+        ratio = "" if row.ratio is None else f"{row.ratio:.2f}"
+        note = row.note.replace("|", "/")
+        lines.append(
+            f"| {row.name} | {fmt(row.value)} | {row.unit} | {ratio} | {row.limit_name or ''} "
+            f"| {note} |"
+        )
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")

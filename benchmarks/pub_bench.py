@@ -1,0 +1,610 @@
+"""A pub under load: idle members' memory, live fan-out latency, a half-open flood.
+
+Three processes on loopback: the pub (``p2pcrew pub serve``, exactly as deployed, its
+limits raised through ``P2PCREW_PUB_*`` environment variables), a load generator
+(``benchmarks.pub_load``: many light members in one process) and, for the flood, a real
+member running ``Node.sync_with``. Members are real: their feed ids are written into the
+pub's members file before it starts (with the pub's own code), and every connection
+completes the Secret Handshake as that member and replicates (HELLO, NOTES asking for
+the publisher's feed, pings). Figures:
+
+* the pub's resident memory (VmRSS) with no connections, with 1,000 and with 5,000 idle
+  members connected (quick: 50 and 100), and the marginal memory per member; targets
+  1,000 under 300 MB and 10,000 under 1 GB;
+* fan-out: one member pushes a new entry to the pub; for each of 1,000 connected members
+  (quick: 50) the time until its ENTRIES message arrives, p50 and p99 over a few
+  entries (target p99 under 1 s). Sender and receivers share the load generator's clock;
+* a flood of 2,000 half-open connections (half a handshake message, then silence;
+  reopened when the pub closes them) against a pub with its default handshake limits:
+  the pub's memory before, during and after, how long a real member's ``sync`` takes
+  (retrying) during the flood, and how many handshakes the pub took on versus refused
+  (from its own ``/metrics``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import re
+import resource
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Final
+
+from benchmarks import Context, Measure, Row, fmt
+from benchmarks.pub_load import member_key, rss_mb
+from p2pcrew.feed.identity import Identity, save_identity
+from p2pcrew.pub.config import DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_HANDSHAKES
+from p2pcrew.pub.invites import write_json_atomic
+from p2pcrew.pub.relay import MEMBERS_FILE, Members, _members_document
+
+GROUP = "pub"
+ROW_NAMES = (
+    "pub RSS, baseline",
+    "pub RSS, 1,000 idle members",
+    "pub RSS, 5,000 idle members",
+    "pub memory per idle member",
+    "pub member connects/s",
+    "pub fan-out to 1,000 members, p50",
+    "pub fan-out to 1,000 members, p99",
+    "pub half-open flood: RSS before",
+    "pub half-open flood: RSS during (peak)",
+    "pub half-open flood: RSS after",
+    "pub half-open flood: member sync time",
+    "pub half-open flood: handshakes taken on",
+    "pub half-open flood: connections refused",
+)
+ROOT: Final = Path(__file__).resolve().parents[1]
+START_TIMEOUT: Final = 60.0
+STOP_TIMEOUT: Final = 60.0
+SETTLE_SECONDS: Final = 2.0
+"""Pause after connecting before reading the pub's memory (its loop finishes the work)."""
+FLOOD_SYNC_DELAY: Final = 0.5
+"""The member starts its sync this long after every flood connection was dialled."""
+
+
+@dataclass(frozen=True, slots=True)
+class Sizes:
+    step1: int
+    step2: int
+    concurrency: int
+    fanout_entries: int
+    flood: int
+    flood_seconds: float
+    handshake_timeout: float
+    """The flood pub's handshake_timeout: the default, shortened in quick mode only."""
+
+    @classmethod
+    def of(cls, quick: bool) -> Sizes:
+        if quick:
+            return cls(50, 100, 32, 2, 200, 3.0, 1.5)
+        return cls(1000, 5000, 64, 5, 2000, 12.0, DEFAULT_HANDSHAKE_TIMEOUT)
+
+
+# ---- processes ---------------------------------------------------------------------------
+
+
+def _raise_nofile(wanted: int) -> Callable[[], None]:
+    def raise_limit() -> None:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        if soft != resource.RLIM_INFINITY and soft < target:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+    return raise_limit
+
+
+class _Lines:
+    """A child's stdout, line by line, with a timeout (a thread does the reading)."""
+
+    def __init__(self, stream: IO[str], what: str) -> None:
+        self.what = what
+        self._lines: queue.Queue[str] = queue.Queue()
+        self._thread = threading.Thread(target=self._pump, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _pump(self, stream: IO[str]) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            for line in stream:
+                self._lines.put(line)
+        self._lines.put("")
+
+    def next(self, timeout: float) -> str:
+        """The next line; RuntimeError after ``timeout`` seconds or at the end."""
+        try:
+            line = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            raise RuntimeError(f"{self.what}: no answer within {timeout:g} s") from None
+        if not line:
+            raise RuntimeError(f"{self.what}: the process exited")
+        return line
+
+
+class Pub:
+    """``p2pcrew pub serve`` on loopback ports, in its own process."""
+
+    def __init__(self, home: Path, env: dict[str, str], fds: int) -> None:
+        self.home = home
+        self.log = home.parent / f"{home.name}-stderr.txt"
+        with self.log.open("wb") as stderr:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "p2pcrew",
+                    "--home",
+                    str(home),
+                    "pub",
+                    "serve",
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--http",
+                    "127.0.0.1:0",
+                ],
+                cwd=ROOT,
+                env={**os.environ, **env},
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+                preexec_fn=_raise_nofile(fds),
+            )
+        assert self.proc.stdout is not None
+        lines = _Lines(self.proc.stdout, "pub serve")
+        self.address = ""
+        self.http = ""
+        try:
+            while not (self.address and self.http):
+                line = lines.next(START_TIMEOUT).strip()
+                if line.startswith("Listening (tcp): "):
+                    self.address = line.split(": ", 1)[1]
+                elif line.startswith("Status page: "):
+                    self.http = line.split(": ", 1)[1]
+        except RuntimeError:
+            self.stop()
+            raise RuntimeError(f"the pub did not start: {self.stderr_tail()}") from None
+
+    def rss_mb(self) -> float:
+        return rss_mb(self.proc.pid)
+
+    def metrics(self) -> dict[str, float]:
+        """The pub's ``/metrics``, as ``name{labels}`` to value."""
+        with urllib.request.urlopen(self.http + "metrics", timeout=10) as response:
+            text = response.read().decode("utf-8")
+        values: dict[str, float] = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                values[name] = float(value)
+        return values
+
+    def stderr_tail(self) -> str:
+        try:
+            return self.log.read_text(encoding="utf-8", errors="replace")[-1500:]
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+def _handshake_counts(metrics: dict[str, float]) -> dict[str, float]:
+    """tcp handshakes by outcome (ok, failed, timeout, refused)."""
+    pattern = re.compile(r"^p2pcrew_pub_handshakes_total\{(.*)\}$")
+    counts: dict[str, float] = {}
+    for name, value in metrics.items():
+        match = pattern.match(name)
+        if match is None:
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1)))
+        if labels.get("transport") == "tcp":
+            outcome = labels.get("outcome", "")
+            counts[outcome] = counts.get(outcome, 0.0) + value
+    return counts
+
+
+class Crowd:
+    """The load generator's members process (``benchmarks.pub_load members``)."""
+
+    def __init__(self, address: str, seed: bytes, publisher: int, fds: int) -> None:
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.pub_load",
+                "members",
+                address,
+                seed.hex(),
+                str(publisher),
+            ],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            preexec_fn=_raise_nofile(fds),
+        )
+        assert self.proc.stdout is not None
+        self._lines = _Lines(self.proc.stdout, "load generator")
+
+    def ask(self, command: dict[str, Any], timeout: float) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps(command) + "\n")
+        self.proc.stdin.flush()
+        answer: dict[str, Any] = json.loads(self._lines.next(timeout))
+        return answer
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            assert self.proc.stdin is not None
+            self.proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+@contextlib.contextmanager
+def _running(*stops: Callable[[], None]) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for stop in stops:
+            stop()
+
+
+def _pub_home(home: Path, members: list[bytes]) -> None:
+    """A pub data directory whose members file already lists ``members``."""
+    home.mkdir(mode=0o700)
+    save_identity(Identity.generate(), home / "secret.json")
+    path = home / MEMBERS_FILE
+    joined = int(time.time() * 1000)
+    write_json_atomic(path, _members_document(dict.fromkeys(members, joined)))
+    if len(Members(path)) != len(set(members)):  # read back with the pub's own reader
+        raise RuntimeError("the members file did not round-trip")
+
+
+def _feeds(seed: bytes, indices: range) -> list[bytes]:
+    return [bytes(member_key(seed, i).verify_key) for i in indices]
+
+
+# ---- idle members and fan-out ----------------------------------------------------------
+
+
+def _crowd_run(ctx: Context, sizes: Sizes, tmp: Path) -> dict[str, Any]:
+    seed = os.urandom(32)
+    publisher = sizes.step2  # one more member: the one who publishes
+    _pub_home(tmp / "pub", _feeds(seed, range(sizes.step2 + 1)))
+    fds = sizes.step2 + 512
+    env = {
+        "P2PCREW_PUB_MAX_CONNECTIONS": str(sizes.step2 + 64),
+        "P2PCREW_PUB_MAX_HANDSHAKES": str(sizes.concurrency * 2),
+    }
+    pub = Pub(tmp / "pub", env, fds)
+    crowd: Crowd | None = None
+    try:
+        time.sleep(SETTLE_SECONDS)
+        result: dict[str, Any] = {"baseline": pub.rss_mb()}
+        crowd = Crowd(pub.address, seed, publisher, fds)
+        for step, total in (("step1", sizes.step1), ("step2", sizes.step2)):
+            ctx.progress(f"pub: connecting {total:,} members")
+            connected = crowd.ask(
+                {"cmd": "connect", "total": total, "concurrency": sizes.concurrency},
+                timeout=60 + total * 0.2,
+            )
+            if connected["connected"] != total:
+                raise RuntimeError(
+                    f"{connected['connected']} of {total} members connected: "
+                    f"{connected['errors']}; pub stderr: {pub.stderr_tail()}"
+                )
+            time.sleep(SETTLE_SECONDS)
+            result[step] = pub.rss_mb()
+            result[f"{step}_connect_s"] = connected["seconds"]
+            result[f"{step}_loader_mb"] = connected["rss_mb"]
+            if step == "step1":
+                ctx.progress(f"pub: fan-out of {sizes.fanout_entries} entries to {total:,}")
+                fanout = crowd.ask(
+                    {"cmd": "fanout", "entries": sizes.fanout_entries, "watchers": total},
+                    timeout=60 + sizes.fanout_entries * 25,
+                )
+                result["fanout"] = fanout
+        result["hwm"] = _vm_hwm(pub.proc.pid)
+        return result
+    finally:
+        with _running(pub.stop):
+            if crowd is not None:
+                crowd.stop()
+
+
+def _vm_hwm(pid: int) -> float:
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0
+    index = min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))
+    return ordered[index]
+
+
+# ---- the half-open flood ----------------------------------------------------------------
+
+
+def _flood_run(ctx: Context, sizes: Sizes, tmp: Path) -> dict[str, Any]:
+    seed = os.urandom(32)
+    member = member_key(seed, 0)
+    _pub_home(tmp / "pub", [bytes(member.verify_key)])
+    env = {"P2PCREW_PUB_HANDSHAKE_TIMEOUT": str(sizes.handshake_timeout)}
+    pub = Pub(tmp / "pub", env, sizes.flood + 512)
+    try:
+        time.sleep(SETTLE_SECONDS)
+        before_counts = _handshake_counts(pub.metrics())
+        result: dict[str, Any] = {"before": pub.rss_mb()}
+        ctx.progress(f"pub: {sizes.flood:,} half-open connections for {sizes.flood_seconds:g} s")
+        flood = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.pub_load",
+                "flood",
+                pub.address,
+                str(sizes.flood),
+                str(sizes.flood_seconds),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+            preexec_fn=_raise_nofile(sizes.flood + 512),
+        )
+        peak = [result["before"]]
+        stop_sampling = threading.Event()
+
+        def sample() -> None:
+            while not stop_sampling.wait(0.25):
+                with contextlib.suppress(OSError, ValueError):
+                    peak[0] = max(peak[0], pub.rss_mb())
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        assert flood.stdout is not None
+        flood_lines = _Lines(flood.stdout, "flood")
+        try:
+            result["flood_start"] = json.loads(flood_lines.next(START_TIMEOUT))
+            time.sleep(FLOOD_SYNC_DELAY)
+            deadline = sizes.flood_seconds + sizes.handshake_timeout + 15
+            synced = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "benchmarks.pub_load",
+                    "sync",
+                    str(tmp / "member"),
+                    pub.address,
+                    member.encode().hex(),
+                    str(deadline),
+                ],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=deadline + 60,
+                check=True,
+            )
+            result["sync"] = json.loads(synced.stdout.strip().splitlines()[-1])
+            result["flood"] = json.loads(flood_lines.next(sizes.flood_seconds + 60))
+            flood.wait(timeout=30)
+        finally:
+            if flood.poll() is None:
+                flood.kill()
+                flood.wait(timeout=10)
+            stop_sampling.set()
+            sampler.join(timeout=5)
+        result["during"] = peak[0]
+        time.sleep(SETTLE_SECONDS)
+        result["after"] = pub.rss_mb()
+        after_counts = _handshake_counts(pub.metrics())
+        result["handshakes"] = {
+            k: after_counts.get(k, 0.0) - before_counts.get(k, 0.0)
+            for k in ("ok", "failed", "timeout", "refused")
+        }
+        return result
+    finally:
+        pub.stop()
+
+
+# ---- rows -------------------------------------------------------------------------------
+
+
+def _measure(samples: list[float]) -> Measure:
+    return Measure(tuple(samples))
+
+
+def run(ctx: Context) -> list[Row]:
+    sizes = Sizes.of(ctx.config.quick)
+    crowds: list[dict[str, Any]] = []
+    floods: list[dict[str, Any]] = []
+    for index in range(1, ctx.config.runs + 1):
+        ctx.progress(f"pub: idle members and fan-out, run {index}/{ctx.config.runs}")
+        with ctx.tempdir() as tmp:
+            crowds.append(_crowd_run(ctx, sizes, tmp))
+        ctx.progress(f"pub: half-open flood, run {index}/{ctx.config.runs}")
+        with ctx.tempdir() as tmp:
+            floods.append(_flood_run(ctx, sizes, tmp))
+    return _crowd_rows(sizes, crowds) + _flood_rows(sizes, floods)
+
+
+def _crowd_rows(sizes: Sizes, runs: list[dict[str, Any]]) -> list[Row]:
+    quick = "QUICK sizes; " if sizes.step1 != 1000 else ""
+    s1, s2 = sizes.step1, sizes.step2
+    base = _measure([r["baseline"] for r in runs])
+    rss1 = _measure([r["step1"] for r in runs])
+    rss2 = _measure([r["step2"] for r in runs])
+    marginal = _measure([(r["step2"] - r["step1"]) * 1024 / (s2 - s1) for r in runs])
+    average = _measure([(r["step2"] - r["baseline"]) * 1024 / s2 for r in runs])
+    rate = _measure([(s2 - s1) / r["step2_connect_s"] for r in runs])
+    p50s: list[float] = []
+    p99s: list[float] = []
+    missing = 0
+    for r in runs:
+        pooled = [ms for entry in r["fanout"]["latencies_ms"] for ms in entry]
+        p50s.append(statistics.median(pooled) if pooled else 0.0)
+        p99s.append(_percentile(pooled, 0.99))
+        missing += r["fanout"]["missing"]
+    p50, p99 = _measure(p50s), _measure(p99s)
+    at_10k = base.median + marginal.median * 10_000 / 1024
+    loader = statistics.median(r["step2_loader_mb"] for r in runs)
+    hwm = statistics.median(r["hwm"] for r in runs)
+    members = f"{s2 + 1:,} registered members"
+    fanout_note = (
+        f"{quick}{sizes.fanout_entries} entries x {s1:,} members, pooled; "
+        f"{'all delivered' if missing == 0 else f'{missing} deliveries MISSING (>20 s)'}"
+    )
+    return [
+        Row(
+            ROW_NAMES[0],
+            base.median,
+            "MB",
+            None,
+            None,
+            f"{quick}VmRSS, {members}, no connections; {base.spread()}",
+        ),
+        Row(
+            ROW_NAMES[1],
+            rss1.median,
+            "MB",
+            None,
+            None,
+            f"{quick}VmRSS with {s1:,} authenticated replicating members; target < 300 MB; "
+            f"{rss1.spread()}",
+        ),
+        Row(
+            ROW_NAMES[2],
+            rss2.median,
+            "MB",
+            None,
+            None,
+            f"{quick}VmRSS with {s2:,}; peak (VmHWM) {fmt(hwm)} MB; load generator "
+            f"{fmt(loader)} MB; {rss2.spread()}",
+        ),
+        Row(
+            ROW_NAMES[3],
+            marginal.median,
+            "KB",
+            None,
+            None,
+            f"{quick}marginal, {s1:,} to {s2:,} members (average from baseline "
+            f"{fmt(average.median)} KB); 10,000 would be ~{fmt(at_10k)} MB, target < 1,024; "
+            f"{marginal.spread()}",
+        ),
+        Row(
+            ROW_NAMES[4],
+            rate.median,
+            "members/s",
+            None,
+            None,
+            f"{quick}handshake + HELLO/NOTES answered, {s1:,} to {s2:,}, "
+            f"{sizes.concurrency} at a time; {rate.spread()}",
+        ),
+        Row(ROW_NAMES[5], p50.median, "ms", None, None, f"{fanout_note}; {p50.spread()}"),
+        Row(
+            ROW_NAMES[6],
+            p99.median,
+            "ms",
+            None,
+            None,
+            f"{fanout_note}; target < 1,000; {p99.spread()}",
+        ),
+    ]
+
+
+def _flood_rows(sizes: Sizes, runs: list[dict[str, Any]]) -> list[Row]:
+    quick = "QUICK sizes; " if sizes.flood != 2000 else ""
+    before = _measure([r["before"] for r in runs])
+    during = _measure([r["during"] for r in runs])
+    after = _measure([r["after"] for r in runs])
+    sync = _measure([r["sync"]["seconds"] for r in runs])
+    taken = _measure(
+        [
+            r["handshakes"]["timeout"] + r["handshakes"]["failed"] + r["handshakes"]["ok"]
+            for r in runs
+        ]
+    )
+    refused = _measure([max(r["handshakes"]["refused"], 0.0) for r in runs])
+    attempts = statistics.median(r["flood"]["attempts"] for r in runs)
+    peak_open = statistics.median(r["flood"]["peak_open"] for r in runs)
+    synced = sum(1 for r in runs if r["sync"]["ok"])
+    tries = statistics.median(r["sync"]["attempts"] for r in runs)
+    what = (
+        f"{quick}{sizes.flood:,} half-open for {sizes.flood_seconds:g} s, max_handshakes "
+        f"{DEFAULT_MAX_HANDSHAKES}, handshake_timeout {sizes.handshake_timeout:g} s"
+    )
+    return [
+        Row(ROW_NAMES[7], before.median, "MB", None, None, f"{quick}VmRSS; {before.spread()}"),
+        Row(
+            ROW_NAMES[8],
+            during.median,
+            "MB",
+            None,
+            None,
+            f"{what}; sampled every 0.25 s; {during.spread()}",
+        ),
+        Row(
+            ROW_NAMES[9],
+            after.median,
+            "MB",
+            None,
+            None,
+            f"{quick}{SETTLE_SECONDS:g} s after the flood; {after.spread()}",
+        ),
+        Row(
+            ROW_NAMES[10],
+            sync.median,
+            "s",
+            None,
+            None,
+            f"{quick}member `sync` from {FLOOD_SYNC_DELAY:g} s after all were dialled, retrying; "
+            f"completed in {synced}/{len(runs)} runs, median {tries:g} attempts; "
+            f"{sync.spread()}",
+        ),
+        Row(
+            ROW_NAMES[11],
+            taken.median,
+            "handshakes",
+            None,
+            None,
+            f"{what}; the pub's metrics (timeout+failed+ok); {taken.spread()}",
+        ),
+        Row(
+            ROW_NAMES[12],
+            refused.median,
+            "connections",
+            None,
+            None,
+            f"{quick}closed unread at the gate (pub metrics); {fmt(attempts)} connects made, "
+            f"peak {fmt(peak_open)} open at once; {refused.spread()}",
+        ),
+    ]
