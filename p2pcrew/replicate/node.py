@@ -44,6 +44,8 @@ HANDSHAKE_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 10.0
 TICK_SECONDS = 1.0
 DEFAULT_MAX_CONNECTIONS = 64
+MAX_HANDSHAKES_IN_FLIGHT = 16
+"""Incoming handshakes at once; more are refused before reading (slowloris floods)."""
 FORK_RULES = ("fork", "feed-forked")
 
 RequestHandler = Callable[[bytes, Any], Awaitable[Any]]
@@ -88,6 +90,7 @@ class Node:
         self.request_handlers: dict[str, RequestHandler] = {}
         """Extra RPC request methods (a pub adds ``invite.use``)."""
         self.links: dict[bytes, PeerLink] = {}
+        self._handshaking = 0
         self.extra_feeds: set[bytes] = {p.feed for p in store.known_peers()}
         self.stats = NodeStats()
         self.state = ebt.EngineState(local=store.latest_seqs(), wanted=frozenset())
@@ -155,9 +158,11 @@ class Node:
         return link
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if len(self.links) >= self.max_connections:
-            writer.close()
+        full = len(self.links) + self._handshaking >= self.max_connections
+        if full or self._handshaking >= MAX_HANDSHAKES_IN_FLIGHT:
+            writer.close()  # refused before reading a byte: a flood costs us nothing
             return
+        self._handshaking += 1
         try:
             stream = await server_handshake(
                 reader,
@@ -170,6 +175,8 @@ class Node:
             log.info("incoming handshake failed: %s", exc)
             writer.close()
             return
+        finally:
+            self._handshaking -= 1
         peername = writer.get_extra_info("peername")
         link = self.adopt(stream, client=False, address=str(peername))
         if link is not None:

@@ -71,3 +71,31 @@ async def test_chain_a_b_c(tmp_path: Path) -> None:
     for n in (a, b, cc):
         await n.close()
         n.store.close()
+
+
+async def test_handshakes_in_flight_are_capped(tmp_path: Path) -> None:
+    from p2pcrew.replicate.node import MAX_HANDSHAKES_IN_FLIGHT
+
+    a, b = make_node(tmp_path, "a"), make_node(tmp_path, "b")
+    addr = await serve(a)
+    silent = [await asyncio.open_connection(addr.host, addr.port) for _ in range(40)]
+    await asyncio.sleep(0.2)
+    assert a._handshaking <= MAX_HANDSHAKES_IN_FLIGHT
+    refused = 0
+    for reader, _writer in silent:
+        try:
+            if await asyncio.wait_for(reader.read(1), 0.5) == b"":
+                refused += 1
+        except TimeoutError:
+            pass
+    assert refused >= 40 - MAX_HANDSHAKES_IN_FLIGHT
+    for _reader, writer in silent:
+        writer.close()
+    await asyncio.sleep(0.1)
+    b.add_feeds([a.identity.public_key])
+    await b.start()
+    link = await b.sync_with(addr)  # an honest peer still gets through once the flood is gone
+    assert link.close_reason == ""
+    for n in (a, b):
+        await n.close()
+        n.store.close()
