@@ -64,7 +64,13 @@ async def _serve(
     control = await serve_control(
         control_path, lambda payload, force: node.publish_payload(payload, force=force)
     )
-    click.echo(f"Listening. Others can reach you at: {me}")
+    if bound_host in ("0.0.0.0", "::"):  # noqa: S104 - comparing, not binding
+        from p2pcrew.cli.address_cmds import lan_addresses
+
+        reachable = [str(Address("tcp", h, bound_port, me.key)) for h in lan_addresses()]
+        click.echo("Listening. Others can reach you at: " + "  ".join(reachable))
+    else:
+        click.echo(f"Listening. Others can reach you at: {me}")
     discovery = None
     if lan:
         from p2pcrew.crew.directory import lan_secrets
