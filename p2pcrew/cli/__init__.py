@@ -98,6 +98,7 @@ def main() -> None:
         board_cmds,
         bundle_cmds,
         crew_cmds,
+        demo_cmd,
         identity_cmds,
         net_cmds,
         pub_cmds,

@@ -53,8 +53,14 @@ class Opener(Protocol):
 
 def index_payload(payload: bytes, opener: Opener | None) -> Indexed:
     row = index_row(payload)
-    if row is not None or opener is None or not opener.is_envelope(payload):
+    if row is not None:
         return Indexed(row, None, False)
+    from p2pcrew.crew.envelope import is_envelope  # pure; imported late to keep layers
+
+    if not is_envelope(payload):
+        return Indexed(None, None, False)
+    if opener is None:
+        return Indexed(None, None, True)  # kept sealed until a keyring is attached
     plaintext = opener.open(payload)
     if plaintext is None:
         return Indexed(None, None, True)

@@ -1,136 +1,175 @@
-"""The terminal app: first-run onboarding, then your crew's recent posts and a composer.
+"""The terminal app: wiring only. Screens live in ``screens``, widgets in ``widgets``,
+app-wide actions in ``navigation``, and everything the app knows about the node comes
+through ``facade.Facade``.
 
-This is the app's first cut: it works on the embedded store with no server. The
-crews, threads, requests board and live sync screens arrive with the terminal-app
-issue; the structure (screens per task, the node behind a small interface) is
-already the one they will use.
+Live updates: the node calls the facade on every change; the facade emits
+``DataChanged``; the app turns that into a ``StoreChanged`` message and refreshes the
+top screen at most once per ``REFRESH_INTERVAL``, so a sync of 10,000 entries is a few
+refreshes, not 10,000.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar, cast
+import logging
+from typing import ClassVar
 
-from textual.app import App, ComposeResult
-from textual.binding import Binding, BindingType
-from textual.containers import Vertical
-from textual.screen import Screen
-from textual.widgets import Button, Footer, Header, Input, Label, ListItem, ListView, Static
+from rich.text import Text
+from textual.app import App
+from textual.message import Message
 
-from p2pcrew import publishing
-from p2pcrew.errors import P2PCrewError
-from p2pcrew.feed import content as c
-from p2pcrew.feed.identity import Identity, save_identity
-from p2pcrew.feed.sqlite_store import SqliteStore
+from p2pcrew.feed.ids import feed_id_to_text
 from p2pcrew.home import Home
-from p2pcrew.views import entry_view
+from p2pcrew.replicate.address import Address
+from p2pcrew.tui import settings
+from p2pcrew.tui.facade import DataChanged, Facade, FacadeEvent, NetworkOptions, Notice
+from p2pcrew.tui.keys import ActionsProvider
+from p2pcrew.tui.navigation import Navigator
+from p2pcrew.tui.screens.base import LiveScreen
+from p2pcrew.tui.screens.main import MainScreen
+from p2pcrew.tui.screens.onboarding import OnboardingScreen
+from p2pcrew.tui.screens.unlock import UnlockScreen
+from p2pcrew.tui.screens.welcome import WelcomeScreen
+from p2pcrew.tui.themes import HIGH_CONTRAST, THEMES
+from p2pcrew.tui.widgets.sync_bar import SyncBar
+
+log = logging.getLogger(__name__)
+
+REFRESH_INTERVAL = 0.2
+"""Seconds: the most often the screen is refreshed while entries stream in."""
+MAINTAIN_INTERVAL = 60.0
+"""Seconds between delivery upkeep runs (receipts keep their own hourly cadence)."""
 
 
-class Onboarding(Screen[None]):
-    """Creates the identity on first run."""
+class StoreChanged(Message):
+    """The store changed; queued copies of this message collapse into one."""
 
-    def compose(self) -> ComposeResult:
-        yield Header()
-        with Vertical(id="onboarding"):
-            yield Static("Welcome to p2pcrew. Choose the name your crew will see.")
-            yield Input(placeholder="Your name", id="name")
-            yield Button("Create my identity", id="create", variant="primary")
-            yield Label("", id="error")
-        yield Footer()
-
-    def on_button_pressed(self, _event: Button.Pressed) -> None:
-        self._create()
-
-    def on_input_submitted(self, _event: Input.Submitted) -> None:
-        self._create()
-
-    def _create(self) -> None:
-        app = _crew_app(self)
-        name = self.query_one("#name", Input).value.strip()
-        try:
-            app.create_identity(name)
-        except P2PCrewError as exc:
-            self.query_one("#error", Label).update(f"Error: {exc}")
-            return
-        app.switch_screen(MainScreen())
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, StoreChanged)
 
 
-class MainScreen(Screen[None]):
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("ctrl+r", "refresh", "Refresh")]
-
-    def compose(self) -> ComposeResult:
-        yield Header()
-        yield ListView(id="posts")
-        yield Input(placeholder="Write a post and press Enter", id="compose")
-        yield Label("", id="status")
-        yield Footer()
-
-    def on_mount(self) -> None:
-        self.action_refresh()
-        self.query_one("#compose", Input).focus()
-
-    def action_refresh(self) -> None:
-        app = _crew_app(self)
-        posts = self.query_one("#posts", ListView)
-        posts.clear()
-        for stored in app.store.by_type("post", limit=200):
-            view = entry_view(stored)
-            text = view["content"]["text"] if view["content"] else "(deleted)"
-            posts.append(ListItem(Label(f"{view['author'][:13]}  {text}")))
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        app = _crew_app(self)
-        text = event.value.strip()
-        if not text:
-            return
-        try:
-            app.publish(c.Post(text=text, time=c.now_ms()))
-        except P2PCrewError as exc:
-            self.query_one("#status", Label).update(f"Error: {exc}")
-            return
-        event.input.value = ""
-        self.query_one("#status", Label).update("Posted.")
-        self.action_refresh()
-
-
-class CrewApp(App[None]):
-    TITLE = "p2pcrew"
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("ctrl+q", "quit", "Quit")]
-
-    def __init__(self, home: Home) -> None:
+class NodeNotice(Message):
+    def __init__(self, notice: Notice) -> None:
         super().__init__()
-        self.home = home
-        self.identity: Identity | None = None
-        self.store = SqliteStore(home.store_dir)
+        self.notice = notice
+
+
+class CrewApp(Navigator):
+    TITLE = "p2pcrew"
+    CSS_PATH = "app.tcss"
+    COMMANDS: ClassVar = App.COMMANDS | {ActionsProvider}
+
+    def __init__(self, facade: Facade) -> None:
+        super().__init__()
+        self.facade = facade
+        self.refreshes = 0
+        """How many coalesced refreshes ran (tests check bursts stay few)."""
+        self._refresh_pending = False
 
     def on_mount(self) -> None:
-        if self.home.identity_path.exists():
-            self.identity = self.home.load_identity()
-            self.sub_title = self.identity.feed_id
-            self.push_screen(MainScreen())
+        self.register_theme(HIGH_CONTRAST)
+        saved = settings.load_theme(self.facade.home.root)
+        self.theme = saved if saved in THEMES else THEMES[0]
+        self.facade.subscribe(self._facade_event)
+        self.set_interval(1.0, self._show_sync)
+        self.set_interval(MAINTAIN_INTERVAL, self._maintain)
+        if self.facade.identity is not None:
+            self._enter()
+        elif self.facade.has_identity_file:
+            self.push_screen(UnlockScreen(), lambda _ok: self._enter())
         else:
-            self.push_screen(Onboarding())
+            self.push_screen(OnboardingScreen(), lambda _ok: self._first_steps())
 
-    def on_unmount(self) -> None:
-        self.store.close()
+    def _enter(self) -> None:
+        self.sub_title = self._me()
+        self.push_screen(MainScreen())
+        self.run_worker(self.facade.start(), group="network", exit_on_error=False)
 
-    def create_identity(self, name: str) -> None:
-        identity = Identity.generate()
-        save_identity(identity, self.home.identity_path)
-        self.identity = identity
-        self.sub_title = identity.feed_id
-        if name:
-            self.publish(c.About(name=name, time=c.now_ms()))
+    def _first_steps(self) -> None:
+        self._enter()
+        names = self.facade.names()
+        self.push_screen(WelcomeScreen(names.get(self.facade.me, "")), self._after_welcome)
 
-    def publish(self, item: c.Content) -> None:
-        if self.identity is None:
-            raise P2PCrewError("create your identity first")
-        publishing.publish(self.store, self.identity, [item])
+    def _after_welcome(self, choice: str | None) -> None:
+        if choice and choice != "continue":
+            self.call_later(self.run_action, f"app.{choice}")
+
+    def _me(self) -> str:
+        name = self.facade.names().get(self.facade.me)
+        return name or feed_id_to_text(self.facade.me)
+
+    # ---- events from the node --------------------------------------------------------
+
+    def _facade_event(self, event: FacadeEvent) -> None:
+        if isinstance(event, DataChanged):
+            self.post_message(StoreChanged())
+        else:
+            self.post_message(NodeNotice(event))
+
+    def on_store_changed(self, _message: StoreChanged) -> None:
+        if not self._refresh_pending:
+            self._refresh_pending = True
+            self.set_timer(REFRESH_INTERVAL, self._refresh_screen)
+
+    def _refresh_screen(self) -> None:
+        self._refresh_pending = False
+        self.refreshes += 1
+        if isinstance(self.screen, LiveScreen):
+            self.screen.reload()
+        self._show_sync()
+
+    def on_node_notice(self, message: NodeNotice) -> None:
+        self.notify(message.notice.text, severity=message.notice.severity)
+
+    def _maintain(self) -> None:
+        try:
+            self.facade.maintain()
+        except Exception:  # upkeep must never disturb the person
+            log.exception("delivery upkeep failed")
+
+    def _show_sync(self) -> None:
+        status = self.facade.sync_status()
+        for bar in self.screen.query(SyncBar):
+            bar.status = status
+
+    async def on_unmount(self) -> None:
+        await self.facade.close()
+
+    def _fatal_error(self) -> None:
+        """A bug: the traceback goes to the log file, one line to the terminal.
+
+        Overrides Textual's (private, version-pinned) hook that would print a
+        traceback with local variables, which may hold secrets, on the screen.
+        """
+        log.error("the app stopped on an unexpected error", exc_info=self._exception)
+        self.bell()
+        self._exit_renderables.append(
+            Text("p2pcrew stopped on an internal error; details are in the log (p2pcrew locate).")
+        )
+        self._close_messages_no_wait()
 
 
-def _crew_app(screen: Screen[None]) -> CrewApp:
-    return cast(CrewApp, screen.app)
+def run_app(
+    home: Home,
+    *,
+    listen: tuple[str, int] = ("0.0.0.0", 8008),  # noqa: S104 - LAN peers must reach us
+    connect: tuple[Address, ...] = (),
+    lan: bool = True,
+) -> None:
+    """Open the app on ``home``. Raises StoreLocked when another process writes there."""
+    options = NetworkOptions(host=listen[0], port=listen[1], connect=connect, lan=lan)
+    facade = Facade.open(home, network=options)
+    _route_other_logs()
+    CrewApp(facade).run()
 
 
-def run_app(home: Home) -> None:
-    home.ensure()
-    CrewApp(home).run()
+def _route_other_logs() -> None:
+    """While the app owns the terminal, other libraries' warnings (asyncio, zeroconf,
+    Python warnings) go to p2pcrew's log file too, rather than to logging's
+    last-resort handler on stderr, over the screen."""
+    ours = logging.getLogger("p2pcrew").handlers
+    root = logging.getLogger()
+    if ours and not root.handlers:
+        for handler in ours:
+            root.addHandler(handler)
+        root.setLevel(logging.WARNING)
+    logging.captureWarnings(True)
