@@ -28,7 +28,7 @@ from typing import IO, Any
 
 from p2pcrew import codec
 from p2pcrew.feed.entry import Entry, decode_entry
-from p2pcrew.feed.indexing import Indexed
+from p2pcrew.feed.indexing import Indexed, IndexRow
 from p2pcrew.feed.store import (
     FeedInfo,
     ForkProof,
@@ -194,10 +194,12 @@ class SqliteStore(Store):
         if indexed.sealed:
             self._db.execute("INSERT INTO sealed(entry_rowid) VALUES (?)", (rowid,))
         else:
-            self._index(rowid, indexed)
+            self._index(rowid, entry.id, indexed)
 
-    def _index(self, rowid: int | None, indexed: Indexed) -> None:
+    def _index(self, rowid: int | None, entry_id: bytes, indexed: Indexed) -> None:
         row = indexed.row
+        if row is not None and row.type == "post":
+            self._count_in_thread(rowid, entry_id, row)
         if row is not None:
             self._db.execute(
                 "INSERT INTO content(entry_rowid, type, claimed_time, root, parent, target, crew) "
@@ -210,6 +212,23 @@ class SqliteStore(Store):
                 (rowid, indexed.plaintext),
             )
 
+    def _count_in_thread(self, rowid: int | None, entry_id: bytes, row: IndexRow) -> None:
+        """Keep the thread summary current: a root starts one, a reply bumps it."""
+        if row.root is None:
+            self._db.execute(
+                "INSERT INTO threads(root, crew, last_order, replies) VALUES (?,?,?,0) "
+                "ON CONFLICT(root) DO UPDATE SET crew=excluded.crew, "
+                "last_order=max(last_order, excluded.last_order)",
+                (entry_id, row.crew, rowid),
+            )
+        else:
+            self._db.execute(
+                "INSERT INTO threads(root, crew, last_order, replies) VALUES (?,?,?,1) "
+                "ON CONFLICT(root) DO UPDATE SET replies=replies+1, "
+                "last_order=max(last_order, excluded.last_order)",
+                (row.root, row.crew, rowid),
+            )
+
     def _sealed(self) -> list[tuple[int, Entry, bytes]]:
         rows = self._all(
             "SELECT s.entry_rowid, e.header, e.payload FROM sealed s "
@@ -219,7 +238,8 @@ class SqliteStore(Store):
 
     def _unseal(self, rowid: int, indexed: Indexed) -> None:
         self._db.execute("DELETE FROM sealed WHERE entry_rowid=?", (rowid,))
-        self._index(rowid, indexed)
+        found = self._one("SELECT id FROM entries WHERE rowid=?", rowid)
+        self._index(rowid, found[0] if found else b"", indexed)
 
     def _set_tip(self, author: bytes, tip: Tip) -> None:
         self._db.execute(
@@ -390,33 +410,39 @@ class SqliteStore(Store):
 
     def thread_stats(self, crew: bytes | None, me: bytes, limit: int = 200) -> list[ThreadStats]:
         rows = self._all(
-            "WITH roots AS ("
-            " SELECT e.rowid AS rid, e.id AS id FROM content c JOIN entries e"
-            " ON e.rowid=c.entry_rowid WHERE c.type='post' AND c.root IS NULL"
-            " AND c.crew IS ?),"
-            " stats AS ("
-            " SELECT r.rid, r.id, COUNT(c.entry_rowid) AS n,"
-            " MAX(r.rid, coalesce(MAX(c.entry_rowid), 0)) AS last,"
-            " SUM(CASE WHEN c.entry_rowid > coalesce(m.seen_order, 0) AND e.author != ?"
-            " THEN 1 ELSE 0 END) AS unread_replies,"
-            " coalesce(m.seen_order, 0) AS seen"
-            " FROM roots r LEFT JOIN content c ON c.root=r.id AND c.type='post'"
-            " LEFT JOIN entries e ON e.rowid=c.entry_rowid"
-            " LEFT JOIN read_marks m ON m.target=r.id GROUP BY r.rid)"
-            " SELECT s.n, s.last, coalesce(s.unread_replies, 0), s.seen,"
-            " e.header, e.payload, e.received_at, e.rowid, o.plaintext"
-            " FROM stats s JOIN entries e ON e.rowid=s.rid"
-            " LEFT JOIN opened o ON o.entry_rowid=e.rowid ORDER BY s.last DESC LIMIT ?",
+            "SELECT t.replies, t.last_order, coalesce(m.seen_order, 0), "
+            "e.header, e.payload, e.received_at, e.rowid, o.plaintext FROM threads t "
+            "JOIN entries e ON e.id = t.root LEFT JOIN opened o ON o.entry_rowid = e.rowid "
+            "LEFT JOIN read_marks m ON m.target = t.root "
+            "WHERE t.crew IS ? ORDER BY t.last_order DESC LIMIT ?",
             crew,
-            me,
             limit,
         )
         out = []
-        for n, last, unread, seen, *entry in rows:
+        for replies, last, seen, *entry in rows:
             root = _stored(tuple(entry))
-            root_unread = int(root.order > seen and root.entry.author != me)
-            out.append(ThreadStats(root, n, last, unread + root_unread))
+            unread = self._unread_replies(root.entry.id, seen, me)
+            unread += int(root.order > seen and root.entry.author != me)
+            out.append(ThreadStats(root, replies, last, unread))
         return out
+
+    def _unread_replies(self, root: bytes, seen: int, me: bytes) -> int:
+        if seen == 0:
+            row = self._one(
+                "SELECT COUNT(*) FROM content c JOIN entries e ON e.rowid = c.entry_rowid "
+                "WHERE c.root = ? AND c.type = 'post' AND e.author != ?",
+                root,
+                me,
+            )
+        else:
+            row = self._one(
+                "SELECT COUNT(*) FROM content c JOIN entries e ON e.rowid = c.entry_rowid "
+                "WHERE c.root = ? AND c.type = 'post' AND c.entry_rowid > ? AND e.author != ?",
+                root,
+                seen,
+                me,
+            )
+        return int(row[0]) if row else 0
 
     def mark_read(self, target: bytes, order: int) -> None:
         with self._transaction(durable=False):

@@ -76,3 +76,25 @@ def test_migrations_are_numbered_and_recorded(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(StoreError, match="newer"):
         SqliteStore(tmp_path)
+
+
+def test_thread_summaries_are_backfilled_by_migration_004(tmp_path: Path) -> None:
+    from p2pcrew.feed import content as c
+
+    store = SqliteStore(tmp_path)
+    k = key(1)
+    me = bytes(key(9).verify_key)
+    [root] = store.append(k, [c.encode_content(c.Post(text="root", time=1))])
+    store.append(k, [c.encode_content(c.Post(text=f"r{i}", root=root.id, time=2)) for i in range(3)])
+    before = [(t.root.entry.id, t.replies, t.last_order) for t in store.thread_stats(None, me)]
+    store.close()
+    db = sqlite3.connect(tmp_path / DB_NAME)  # roll the schema back to before 004
+    db.execute("DROP TABLE threads")
+    db.execute("PRAGMA user_version=3")
+    db.commit()
+    db.close()
+    store = SqliteStore(tmp_path)
+    after = [(t.root.entry.id, t.replies, t.last_order) for t in store.thread_stats(None, me)]
+    assert after == before == [(root.id, 3, before[0][2])]
+    assert store.thread_stats(None, me)[0].unread == 4
+    store.close()
