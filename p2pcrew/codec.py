@@ -88,6 +88,7 @@ def decode_unchecked(data: bytes) -> Any:
     """
     if not isinstance(data, bytes | bytearray | memoryview):
         raise MalformedCBOR(f"expected bytes, got {type(data).__name__}")
+    _prescan(bytes(data))
     try:
         return cbor2.loads(
             bytes(data),
@@ -123,6 +124,50 @@ def check_data_model(value: Any, depth: int = 0) -> None:
             check_data_model(item, depth + 1)
     else:
         raise MalformedCBOR(f"CBOR type {kind.__name__} is not part of the p2pcrew format")
+
+
+_WIDTH = {24: 1, 25: 2, 26: 4, 27: 8}
+
+
+def _prescan(data: bytes) -> None:
+    """Walk the item heads once, in linear time, before cbor2 sees the bytes.
+
+    cbor2 resolves some tags itself (value sharing 28/29, string references 25/256)
+    before any hook can refuse them, and expanding them lets a 200-byte input demand
+    minutes of CPU and hundreds of MB. So tags are refused here, as are indefinite
+    lengths, reserved heads, truncation, and item counts that the remaining bytes
+    could not possibly hold (each item takes at least one byte).
+    """
+    pos, end, remaining = 0, len(data), 1
+    while remaining:
+        if pos >= end:
+            raise MalformedCBOR("truncated CBOR item")
+        head = data[pos]
+        major, info = head >> 5, head & 0x1F
+        pos += 1
+        remaining -= 1
+        if info < 24:
+            arg = info
+        elif info in _WIDTH:
+            width = _WIDTH[info]
+            if pos + width > end:
+                raise MalformedCBOR("truncated CBOR item head")
+            arg = int.from_bytes(data[pos : pos + width], "big")
+            pos += width
+        elif info == 31:
+            raise MalformedCBOR("indefinite-length CBOR items are not allowed")
+        else:
+            raise MalformedCBOR(f"reserved CBOR head 0x{head:02x}")
+        if major == 6:
+            raise MalformedCBOR(f"CBOR tag {arg} is not allowed")
+        if major in (2, 3):
+            if arg > end - pos:
+                raise MalformedCBOR("CBOR string longer than the data")
+            pos += arg
+        elif major in (4, 5):
+            remaining += arg * (2 if major == 5 else 1)
+            if remaining > end - pos:
+                raise MalformedCBOR("CBOR container claims more items than bytes")
 
 
 def _reject_tag(tag: cbor2.CBORTag, _immutable: bool) -> object:
