@@ -47,6 +47,9 @@ class GroupCommitter:
     async def _run(self) -> None:
         while True:
             group = [await self._queue.get()]
+            # Publishers woken by the previous commit are runnable now: let them queue
+            # their next payload before we take the group, or groups stay tiny.
+            await asyncio.sleep(0)
             size = len(group[0][0])
             while not self._queue.empty() and size < MAX_GROUP:
                 group.append(self._queue.get_nowait())
