@@ -36,7 +36,7 @@ from p2pcrew.replicate.peer import PeerLink
 from p2pcrew.replicate.scope import DEFAULT_HOPS, compute_scope
 from p2pcrew.replicate.secure_stream import SecureStream, client_handshake, server_handshake
 from p2pcrew.replicate.shs import P2PCREW_NETWORK_KEY
-from p2pcrew.replicate.transport_errors import TransportError
+from p2pcrew.replicate.transport_errors import PeerTimeout, TransportError
 
 log = logging.getLogger(__name__)
 
@@ -360,5 +360,8 @@ class Node:
             await asyncio.sleep(0.05)
         if link.closed.is_set():
             return link
-        await link.goodbye()
+        if stable < 3:
+            link.abort(f"not in sync after {timeout:g} s")
+            raise PeerTimeout(f"not in sync with {address} after {timeout:g} s; gave up")
+        await link.goodbye(timeout=2.0)
         return link

@@ -23,7 +23,7 @@ from p2pcrew.replicate import rpc_states as ev
 from p2pcrew.replicate.rpc import RpcConnection
 from p2pcrew.replicate.rpc_errors import RpcProtocolError, RpcUsageError, SendBlocked
 from p2pcrew.replicate.secure_stream import SecureStream
-from p2pcrew.replicate.transport_errors import TransportError
+from p2pcrew.replicate.transport_errors import LocalProtocolError, TransportError
 
 if TYPE_CHECKING:
     from p2pcrew.replicate.node import Node
@@ -114,8 +114,9 @@ class PeerLink:
         finally:
             for task in (writer, keepalive):
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            # Bounded: a task cancelled just as its awaited call finished may not end
+            # at once (wait_for on 3.11), and a dead link must still be released.
+            await asyncio.wait([writer, keepalive], timeout=1.0)
             self.stream.abort()
             for future in self._pending.values():
                 if not future.done():
@@ -127,7 +128,8 @@ class PeerLink:
         """End the session cleanly: RPC goodbye, then box-stream goodbye."""
         with contextlib.suppress(RpcUsageError):
             self.rpc.goodbye()
-        await self._flush()
+        with contextlib.suppress(LocalProtocolError, TransportError, OSError):
+            await self._flush()  # the link may have been aborted meanwhile
         with contextlib.suppress(TransportError, OSError):
             await self.stream.close()
         with contextlib.suppress(TimeoutError):

@@ -195,7 +195,8 @@ class SecureStream:
     async def drain(self) -> None:
         """Wait until the transport's buffer is low. Raises PeerTimeout, StreamTruncated."""
         try:
-            await asyncio.wait_for(self._writer.drain(), self.timeout)
+            async with asyncio.timeout(self.timeout):  # wait_for can swallow a cancel (3.11)
+                await self._writer.drain()
         except TimeoutError:
             self.abort()
             raise PeerTimeout(
@@ -229,7 +230,8 @@ class SecureStream:
 
     async def _recv(self) -> bytes:
         try:
-            return await asyncio.wait_for(self._reader.read(_READ_SIZE), self.timeout)
+            async with asyncio.timeout(self.timeout):
+                return await self._reader.read(_READ_SIZE)
         except TimeoutError:
             self.abort()
             raise PeerTimeout(f"the peer sent nothing for {self.timeout:g} s") from None
