@@ -98,12 +98,5 @@ class Queries:
         return request_state(RequestItem(e.id, e.author, e.seq, item), updates)
 
     def names(self) -> dict[bytes, str]:
-        """Display names from about entries, the latest per author winning."""
-        names: dict[bytes, tuple[int, str]] = {}
-        for stored in self.store.by_type("about"):
-            item = decode(stored)
-            if isinstance(item, c.About) and item.name:
-                seq = stored.entry.seq
-                if stored.entry.author not in names or names[stored.entry.author][0] < seq:
-                    names[stored.entry.author] = (seq, item.name)
-        return {author: name for author, (_, name) in names.items()}
+        """Display names from public about entries, the latest per author winning."""
+        return self.store.profile_names()

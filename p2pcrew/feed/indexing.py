@@ -29,6 +29,8 @@ class IndexRow:
     parent: bytes | None = None
     target: bytes | None = None
     crew: bytes | None = None
+    name: str | None = None
+    """For a public ``about``: the display name it sets."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,5 +111,7 @@ def row_for(item: c.Content) -> IndexRow:
             return IndexRow(item.TYPE, item.time, target=item.target, crew=crew)
         case c.Contact():
             return IndexRow(item.TYPE, item.time, target=item.contact)
+        case c.About():
+            return IndexRow(item.TYPE, item.time, name=item.name)
         case _:
             return IndexRow(item.TYPE, item.time, crew=crew)

@@ -245,6 +245,15 @@ class MemoryStore(Store):
         out.sort(key=lambda t: -t.last_order)
         return out[:limit]
 
+    def profile_names(self) -> dict[bytes, str]:
+        latest: dict[bytes, tuple[int, str]] = {}
+        for r in self._rows.values():
+            if r.index and r.index.name is not None and r.index.crew is None:
+                author, seq = r.entry.author, r.entry.seq
+                if author not in latest or latest[author][0] < seq:
+                    latest[author] = (seq, r.index.name)
+        return {author: name for author, (_, name) in latest.items()}
+
     def mark_read(self, target: bytes, order: int) -> None:
         self._marks[target] = max(order, self._marks.get(target, 0))
 

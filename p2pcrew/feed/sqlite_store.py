@@ -121,6 +121,7 @@ class SqliteStore(Store):
         for number, _name, sql in known:
             if number <= current:
                 continue
+            backfill_profiles = number == 5
             # executescript would COMMIT on its own; run statements in one transaction.
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -131,6 +132,8 @@ class SqliteStore(Store):
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+            if backfill_profiles:
+                self._backfill_profiles()
 
     def _check_schema_version(self) -> None:
         (current,) = self._db.execute("PRAGMA user_version").fetchone()
@@ -200,6 +203,8 @@ class SqliteStore(Store):
         row = indexed.row
         if row is not None and row.type == "post":
             self._count_in_thread(rowid, entry_id, row)
+        if row is not None and row.name is not None and row.crew is None:
+            self._remember_name(entry_id, row.name)
         if row is not None:
             self._db.execute(
                 "INSERT INTO content(entry_rowid, type, claimed_time, root, parent, target, crew) "
@@ -228,6 +233,28 @@ class SqliteStore(Store):
                 "last_order=max(last_order, excluded.last_order)",
                 (row.root, row.crew, rowid),
             )
+
+    def _remember_name(self, entry_id: bytes, name: str) -> None:
+        self._db.execute(
+            "INSERT INTO profiles(author, seq, name) SELECT author, seq, ? FROM entries "
+            "WHERE id=? ON CONFLICT(author) DO UPDATE SET seq=excluded.seq, name=excluded.name "
+            "WHERE excluded.seq > profiles.seq",
+            (name, entry_id),
+        )
+
+    def _backfill_profiles(self) -> None:
+        """Migration 005 cannot decode CBOR in SQL: fill the names once from the abouts."""
+        from p2pcrew.feed.indexing import index_row
+
+        rows = self._all(
+            "SELECT e.id, e.payload FROM content c JOIN entries e ON e.rowid=c.entry_rowid "
+            "WHERE c.type='about' AND c.crew IS NULL AND e.payload IS NOT NULL"
+        )
+        with self._transaction(durable=False):
+            for entry_id, payload in rows:
+                row = index_row(payload)
+                if row is not None and row.name is not None:
+                    self._remember_name(entry_id, row.name)
 
     def _sealed(self) -> list[tuple[int, Entry, bytes]]:
         rows = self._all(
@@ -443,6 +470,9 @@ class SqliteStore(Store):
                 me,
             )
         return int(row[0]) if row else 0
+
+    def profile_names(self) -> dict[bytes, str]:
+        return {r[0]: r[1] for r in self._all("SELECT author, name FROM profiles")}
 
     def mark_read(self, target: bytes, order: int) -> None:
         with self._transaction(durable=False):

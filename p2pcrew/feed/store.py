@@ -420,6 +420,10 @@ class Store(ABC):
         posts excluded). One query, whatever the number of entries."""
 
     @abstractmethod
+    def profile_names(self) -> dict[bytes, str]:
+        """The latest display name of every author that set one."""
+
+    @abstractmethod
     def mark_read(self, target: bytes, order: int) -> None: ...
 
     @abstractmethod

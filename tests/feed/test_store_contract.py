@@ -205,3 +205,11 @@ def test_thread_stats_and_read_marks(store: Store) -> None:
     assert store.read_mark(root.id) == first.last_order
     store.append(B, [post("new", root=root.id, reply_to=root.id)])
     assert store.thread_stats(None, A_ID)[0].unread == 1
+
+
+def test_profile_names_latest_wins(store: Store) -> None:
+    store.append(A, [c.encode_content(c.About(name="Ana", time=1))])
+    store.append(A, [c.encode_content(c.About(description="hi", time=2))])
+    store.append(B, [c.encode_content(c.About(name="Ben", time=1))])
+    store.append(A, [c.encode_content(c.About(name="Ana K", time=3))])
+    assert store.profile_names() == {A_ID: "Ana K", B_ID: "Ben"}
