@@ -1,16 +1,22 @@
-"""Crew commands: create, list, members, invite, remove, leave, rename."""
+"""Crew commands: create, list, members, invite, remove, leave, rename, status."""
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
 
 import click
 
 from p2pcrew.cli import CliState, cli
 from p2pcrew.cli.common import FEED, load_identity, open_store, pass_state, publish_payload
 from p2pcrew.cli.output import emit, json_option
-from p2pcrew.crew import service
+from p2pcrew.crew import delivery, service
 from p2pcrew.crew.directory import crew_by_name, crew_state, crew_states
 from p2pcrew.crew.membership import Change
-from p2pcrew.feed.ids import feed_id_to_text
+from p2pcrew.feed.ids import entry_id_to_text, feed_id_to_text
+from p2pcrew.feed.sqlite_store import SqliteStore, StoreLocked
 from p2pcrew.queries import Queries
 
 
@@ -146,3 +152,86 @@ def crew_rename(
     """Rename a crew (members only see the name)."""
     what = Change("rename", name=new_name, description=description)
     _change(state, name, what, as_json, f"Renamed to {new_name!r}.")
+
+
+@crew.command("status")
+@click.argument("name")
+@click.option("--limit", default=10, show_default=True, help="How many recent posts to show.")
+@json_option
+@pass_state
+def crew_status(state: CliState, name: str, limit: int, as_json: bool) -> None:
+    """Which members are known to hold your recent posts and requests in a crew.
+
+    Known from direct syncs with them, from the receipts members publish in the crew,
+    and from their replies; a member met only through a pub shows up once their
+    receipt arrives.
+    """
+    me = load_identity(state.home).public_key
+    with _status_store(state) as store:
+        crew_id = crew_by_name(store, name)
+        if not store.readonly:
+            delivery.observe(store, me)  # remember when clocks first showed each post
+        s = crew_state(store, crew_id)
+        rows = delivery.delivery(store, me, crew_id, limit=limit)
+        names = Queries(store, me).names()
+
+    def who(feed: bytes) -> dict[str, Any]:
+        return {"feed": feed_id_to_text(feed), "name": names.get(feed)}
+
+    data = {
+        "crew": s.name,
+        "members_total": len(s.members - {me}),
+        "posts": [
+            {
+                "id": entry_id_to_text(r.entry_id),
+                "seq": r.seq,
+                "kind": r.kind,
+                "text": r.text,
+                "published_at": r.published_at,
+                "reached": r.reached,
+                "members_total": r.members_total,
+                "holders": [
+                    {**who(feed), "since": since, "via": r.via.get(feed)}
+                    for feed, since in sorted(r.holders.items(), key=lambda kv: (kv[1], kv[0]))
+                ],
+                "missing": [who(feed) for feed in r.missing],
+            }
+            for r in rows
+        ],
+    }
+    emit(data, as_json, _status_text)
+
+
+@contextlib.contextmanager
+def _status_store(state: CliState) -> Iterator[SqliteStore]:
+    """Writable when no node holds the store (to log observations), else read-only."""
+    try:
+        store = state.home.open_store()
+    except StoreLocked:
+        store = state.home.open_store(readonly=True)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _status_text(d: dict[str, Any]) -> str:
+    if not d["posts"]:
+        return f"You have not posted in {d['crew']!r} yet."
+    lines = [f"{d['crew']}: your recent posts, and who has them ({d['members_total']} others)"]
+    for p in d["posts"]:
+        label = "replied" if p["kind"] == "reply" else p["kind"]
+        lines.append(f"  reached {p['reached']} of {p['members_total']}  {label}: {p['text']}")
+        if p["holders"]:
+            has = ", ".join(
+                f"{h['name'] or h['feed'][:13]} (since {_when(h['since'])})" for h in p["holders"]
+            )
+            lines.append(f"    has it: {has}")
+        if p["missing"]:
+            missing = ", ".join(m["name"] or m["feed"][:13] for m in p["missing"])
+            lines.append(f"    not known to have it yet: {missing}")
+    return "\n".join(lines)
+
+
+def _when(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M")

@@ -31,6 +31,8 @@ class IndexRow:
     crew: bytes | None = None
     name: str | None = None
     """For a public ``about``: the display name it sets."""
+    action: str | None = None
+    """For a ``contact``: follow, unfollow, block or unblock."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +112,7 @@ def row_for(item: c.Content) -> IndexRow:
         case c.Reaction() | c.Delete():
             return IndexRow(item.TYPE, item.time, target=item.target, crew=crew)
         case c.Contact():
-            return IndexRow(item.TYPE, item.time, target=item.contact)
+            return IndexRow(item.TYPE, item.time, target=item.contact, action=item.action)
         case c.About():
             return IndexRow(item.TYPE, item.time, name=item.name)
         case _:

@@ -245,6 +245,19 @@ class MemoryStore(Store):
         out.sort(key=lambda t: -t.last_order)
         return out[:limit]
 
+    def contact_actions(self) -> dict[bytes, dict[bytes, str]]:
+        latest: dict[tuple[bytes, bytes], tuple[int, str]] = {}
+        for r in self._rows.values():
+            i = r.index
+            if i is not None and i.action is not None and i.target is not None:
+                pair = (r.entry.author, i.target)
+                if pair not in latest or latest[pair][0] < r.entry.seq:
+                    latest[pair] = (r.entry.seq, i.action)
+        graph: dict[bytes, dict[bytes, str]] = {}
+        for (author, target), (_, action) in latest.items():
+            graph.setdefault(author, {})[target] = action
+        return graph
+
     def profile_names(self) -> dict[bytes, str]:
         latest: dict[bytes, tuple[int, str]] = {}
         for r in self._rows.values():

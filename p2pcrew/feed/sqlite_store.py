@@ -121,7 +121,7 @@ class SqliteStore(Store):
         for number, _name, sql in known:
             if number <= current:
                 continue
-            backfill_profiles = number == 5
+            backfill = {5: "about", 6: "contact"}.get(number)
             # executescript would COMMIT on its own; run statements in one transaction.
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -132,8 +132,8 @@ class SqliteStore(Store):
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-            if backfill_profiles:
-                self._backfill_profiles()
+            if backfill is not None:
+                self._backfill(backfill)
 
     def _check_schema_version(self) -> None:
         (current,) = self._db.execute("PRAGMA user_version").fetchone()
@@ -205,6 +205,8 @@ class SqliteStore(Store):
             self._count_in_thread(rowid, entry_id, row)
         if row is not None and row.name is not None and row.crew is None:
             self._remember_name(entry_id, row.name)
+        if row is not None and row.action is not None and row.target is not None:
+            self._remember_contact(entry_id, row.target, row.action)
         if row is not None:
             self._db.execute(
                 "INSERT INTO content(entry_rowid, type, claimed_time, root, parent, target, crew) "
@@ -242,19 +244,30 @@ class SqliteStore(Store):
             (name, entry_id),
         )
 
-    def _backfill_profiles(self) -> None:
-        """Migration 005 cannot decode CBOR in SQL: fill the names once from the abouts."""
+    def _remember_contact(self, entry_id: bytes, target: bytes, action: str) -> None:
+        self._db.execute(
+            "INSERT INTO contacts(author, target, seq, action) SELECT author, ?, seq, ? "
+            "FROM entries WHERE id=? ON CONFLICT(author, target) DO UPDATE SET "
+            "seq=excluded.seq, action=excluded.action WHERE excluded.seq > contacts.seq",
+            (target, action, entry_id),
+        )
+
+    def _backfill(self, content_type: str) -> None:
+        """Migrations cannot decode CBOR in SQL: fill a summary table once, in Python."""
         from p2pcrew.feed.indexing import index_row
 
         rows = self._all(
             "SELECT e.id, e.payload FROM content c JOIN entries e ON e.rowid=c.entry_rowid "
-            "WHERE c.type='about' AND c.crew IS NULL AND e.payload IS NOT NULL"
+            "WHERE c.type=? AND c.crew IS NULL AND e.payload IS NOT NULL",
+            content_type,
         )
         with self._transaction(durable=False):
             for entry_id, payload in rows:
                 row = index_row(payload)
                 if row is not None and row.name is not None:
                     self._remember_name(entry_id, row.name)
+                if row is not None and row.action is not None and row.target is not None:
+                    self._remember_contact(entry_id, row.target, row.action)
 
     def _sealed(self) -> list[tuple[int, Entry, bytes]]:
         rows = self._all(
@@ -473,6 +486,12 @@ class SqliteStore(Store):
 
     def profile_names(self) -> dict[bytes, str]:
         return {r[0]: r[1] for r in self._all("SELECT author, name FROM profiles")}
+
+    def contact_actions(self) -> dict[bytes, dict[bytes, str]]:
+        graph: dict[bytes, dict[bytes, str]] = {}
+        for author, target, action in self._all("SELECT author, target, action FROM contacts"):
+            graph.setdefault(author, {})[target] = action
+        return graph
 
     def mark_read(self, target: bytes, order: int) -> None:
         with self._transaction(durable=False):

@@ -420,6 +420,10 @@ class Store(ABC):
         posts excluded). One query, whatever the number of entries."""
 
     @abstractmethod
+    def contact_actions(self) -> dict[bytes, dict[bytes, str]]:
+        """author -> {target: the author's latest contact action on it}."""
+
+    @abstractmethod
     def profile_names(self) -> dict[bytes, str]:
         """The latest display name of every author that set one."""
 

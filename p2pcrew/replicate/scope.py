@@ -12,8 +12,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from p2pcrew.feed import content as c
-from p2pcrew.feed.errors import InvalidContent
 from p2pcrew.feed.store import Store
 
 DEFAULT_HOPS = 2
@@ -27,23 +25,7 @@ class Scope:
 
 def contact_graph(store: Store) -> dict[bytes, dict[bytes, str]]:
     """author -> {target: latest action}, later entries of a feed winning."""
-    latest: dict[tuple[bytes, bytes], tuple[int, str]] = {}
-    for stored in store.by_type("contact"):
-        if stored.payload is None:
-            continue
-        try:
-            item = c.decode_content(stored.payload)
-        except InvalidContent:
-            continue
-        if not isinstance(item, c.Contact):
-            continue
-        pair = (stored.entry.author, item.contact)
-        if pair not in latest or latest[pair][0] < stored.entry.seq:
-            latest[pair] = (stored.entry.seq, item.action)
-    graph: dict[bytes, dict[bytes, str]] = {}
-    for (author, target), (_, action) in latest.items():
-        graph.setdefault(author, {})[target] = action
-    return graph
+    return store.contact_actions()
 
 
 def compute_scope(

@@ -91,6 +91,7 @@ def test_thread_summaries_are_backfilled_by_migration_004(tmp_path: Path) -> Non
     db = sqlite3.connect(tmp_path / DB_NAME)  # roll the schema back to before 004
     db.execute("DROP TABLE threads")
     db.execute("DROP TABLE profiles")
+    db.execute("DROP TABLE contacts")
     db.execute("PRAGMA user_version=3")
     db.commit()
     db.close()

@@ -213,3 +213,10 @@ def test_profile_names_latest_wins(store: Store) -> None:
     store.append(B, [c.encode_content(c.About(name="Ben", time=1))])
     store.append(A, [c.encode_content(c.About(name="Ana K", time=3))])
     assert store.profile_names() == {A_ID: "Ana K", B_ID: "Ben"}
+
+
+def test_contact_actions_latest_wins(store: Store) -> None:
+    store.append(A, [c.encode_content(c.Contact(contact=B_ID, action="follow", time=1))])
+    store.append(A, [c.encode_content(c.Contact(contact=B_ID, action="block", time=2))])
+    store.append(B, [c.encode_content(c.Contact(contact=A_ID, action="follow", time=1))])
+    assert store.contact_actions() == {A_ID: {B_ID: "block"}, B_ID: {A_ID: "follow"}}
