@@ -39,7 +39,8 @@ CONFIG_NAME: Final = "pub.toml"
 DEFAULT_LISTEN: Final = "0.0.0.0:8008"
 DEFAULT_HTTP: Final = "127.0.0.1:8080"
 DEFAULT_MAX_CONNECTIONS: Final = 1000
-DEFAULT_MAX_HANDSHAKES: Final = 32
+DEFAULT_MAX_HANDSHAKES: Final = 512
+"""A waiting handshake costs a few KB; a low cap let 32 silent sockets lock members out."""
 DEFAULT_HANDSHAKE_TIMEOUT: Final = 10.0
 DEFAULT_MAX_GUESTS: Final = 64
 DEFAULT_GUEST_GRACE: Final = 30.0
