@@ -31,7 +31,7 @@ def entry_view(stored: StoredEntry) -> dict[str, Any]:
         view["status"] = "deleted"
         return view
     try:
-        view["content"] = content_view(c.decode_content(stored.payload))
+        view["content"] = content_view(c.decode_content(stored.content_bytes or b""))
         view["status"] = "ok"
     except InvalidContent as exc:
         view["content"] = None

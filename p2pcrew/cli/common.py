@@ -42,6 +42,7 @@ def publish_payload(home: Home, payload: bytes, *, force: bool) -> bytes:
     """
     from p2pcrew import publishing
     from p2pcrew.control import publish_via_control
+    from p2pcrew.crew.delivery import publish_riding_receipts
     from p2pcrew.crew.envelope import is_envelope
     from p2pcrew.crew.keyring import Keyring
     from p2pcrew.feed.content import decode_content
@@ -60,7 +61,9 @@ def publish_payload(home: Home, payload: bytes, *, force: bool) -> bytes:
         if is_envelope(payload):
             [entry] = publishing.publish_payloads(store, identity, [payload], force=force)
         else:
-            [entry] = publishing.publish(store, identity, [decode_content(payload)], force=force)
+            item = decode_content(payload)
+            [entry] = publishing.publish(store, identity, [item], force=force)
+            publish_riding_receipts(store, identity, [item])  # best effort, never raises
         return entry.id
 
 

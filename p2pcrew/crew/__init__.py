@@ -90,3 +90,5 @@ __all__ = [
     "state_entry",
     "unlock",
 ]
+
+from p2pcrew.crew import delivery as _delivery  # noqa: F401 - registers crew_receipt

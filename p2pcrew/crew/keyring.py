@@ -52,6 +52,9 @@ class Keyring:
         self._last_key = opened.key_used
         return opened.content
 
+    def opened_crew(self) -> bytes | None:
+        return self._keys.get(self._last_key) if self._last_key is not None else None
+
     def learn(self, author: bytes, entry_id: bytes, seq: int, plaintext: bytes) -> bool:
         try:
             content = decode_crew_state(plaintext)

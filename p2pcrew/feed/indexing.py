@@ -54,10 +54,15 @@ class Opener(Protocol):
     def learn(self, author: bytes, entry_id: bytes, seq: int, plaintext: bytes) -> bool:
         """Take in a decrypted crew_state; True if it gave us keys we lacked."""
 
+    def opened_crew(self) -> bytes | None:
+        """The crew whose epoch key opened the last envelope (None: opened by a slot)."""
+
 
 def index_payload(payload: bytes, opener: Opener | None) -> Indexed:
     row = index_row(payload)
     if row is not None:
+        if row.crew is not None:  # crew content counts only inside its crew's envelope
+            return Indexed(None, None, False)
         return Indexed(row, None, False)
     from p2pcrew.crew.envelope import is_envelope  # pure; imported late to keep layers
 
@@ -68,7 +73,10 @@ def index_payload(payload: bytes, opener: Opener | None) -> Indexed:
     plaintext = opener.open(payload)
     if plaintext is None:
         return Indexed(None, None, True)
-    return Indexed(index_plaintext(plaintext), plaintext, False)
+    row = index_plaintext(plaintext)
+    if row is not None and row.type != CREW_STATE and row.crew != opener.opened_crew():
+        return Indexed(None, None, False)  # one crew's key, claiming another crew (or none)
+    return Indexed(row, plaintext, False)
 
 
 def index_plaintext(plaintext: bytes) -> IndexRow | None:

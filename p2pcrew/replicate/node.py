@@ -21,9 +21,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from p2pcrew import publishing
+from p2pcrew.crew import delivery, service
 from p2pcrew.crew.directory import co_members
 from p2pcrew.crew.envelope import is_envelope
 from p2pcrew.crew.keyring import Keyring
+from p2pcrew.errors import P2PCrewError
 from p2pcrew.feed.content import Content, decode_content
 from p2pcrew.feed.entry import Entry, header_author
 from p2pcrew.feed.group_commit import GroupCommitter
@@ -47,6 +49,8 @@ DEFAULT_MAX_CONNECTIONS = 64
 MAX_HANDSHAKES_IN_FLIGHT = 16
 """Incoming handshakes at once; more are refused before reading (slowloris floods)."""
 FORK_RULES = ("fork", "feed-forked")
+RECEIPT_TICKS = 60
+"""Look for due crew receipts once a minute (each crew's come at most hourly)."""
 
 RequestHandler = Callable[[bytes, Any], Awaitable[Any]]
 """(peer key, request body) -> response body; raise P2PCrewError to reply ERROR."""
@@ -261,6 +265,7 @@ class Node:
 
     async def _ingest(self, link: PeerLink, items: list[tuple[bytes, bytes | None]]) -> None:
         async with self._ingest_lock:
+            keys_before = self.keyring.key_count()
             result = await asyncio.to_thread(self.store.ingest, items)
         stored = [(e.author, e.seq) for e in result.accepted]
         link.entries_received += len(stored)
@@ -278,8 +283,23 @@ class Node:
             self._apply(ebt.step(self.state, ebt.EntriesRejected(link.peer, err.rule, str(err))))
         if stored and any(self._touches_scope(e) for e in result.accepted):
             self.refresh_scope()
+        if self.keyring.key_count() != keys_before:  # a crew_state arrived
+            self._reapply_lost_changes()
         if stored:
             self._changed()
+
+    def _reapply_lost_changes(self) -> None:
+        """Re-apply my crew changes that lost a race (docs/crews.md 3.2)."""
+        for _ in range(8):
+            payloads = service.reapply_lost(self.store, self.identity)
+            if not payloads:
+                return
+            for payload in payloads:
+                try:
+                    self.publish_payload(payload)
+                except P2PCrewError as exc:
+                    log.warning("could not re-apply a crew change: %s", exc)
+                    return
 
     def _check_restore(self) -> None:
         """Lift the restore guard only once our feed caught up with what peers hold;
@@ -293,7 +313,8 @@ class Node:
 
     def publish(self, items: list[Content], *, force: bool = False) -> list[Entry]:
         entries = publishing.publish(self.store, self.identity, items, force=force)
-        self.local_appended(entries)
+        receipts = delivery.publish_riding_receipts(self.store, self.identity, items)
+        self.local_appended(entries + receipts)
         return entries
 
     async def publish_async(self, items: list[Content]) -> list[Entry]:
@@ -334,9 +355,24 @@ class Node:
                         link.abort(f"{reason}: {message}")
 
     async def _tick_loop(self) -> None:
+        ticks = 0
         while True:
             await asyncio.sleep(TICK_SECONDS)
             self._apply(ebt.step(self.state, ebt.Ticked(time.monotonic())))
+            ticks += 1
+            if ticks % RECEIPT_TICKS == 0:
+                self.crew_upkeep()
+
+    def crew_upkeep(self) -> None:
+        """Log what co-members' clocks show; publish the crew receipts that are due."""
+        try:
+            delivery.observe(self.store, self.identity.public_key)
+            entries = delivery.publish_due_receipts(self.store, self.identity)
+        except P2PCrewError as exc:  # a restore pending, a crew we were removed from, ...
+            log.info("no crew receipts now: %s", exc)
+            return
+        if entries:
+            self.local_appended(entries)
 
     def _changed(self) -> None:
         if self.on_change is not None:

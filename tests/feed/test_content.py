@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from p2pcrew import codec
+from p2pcrew.crew.delivery import CrewReceipt
 from p2pcrew.feed import content_schema
 from p2pcrew.feed.content import (
     CONTACT_ACTIONS,
@@ -265,6 +266,7 @@ def test_type_names_and_registry() -> None:
         RequestUpdate: "request_update",
         Reaction: "reaction",
         Delete: "delete",
+        CrewReceipt: "crew_receipt",
     }
     for cls, name in names.items():
         assert name == cls.TYPE
@@ -534,7 +536,8 @@ def test_unknown_type(name: str) -> None:
     error = _rejects(_payload(type=name, time=T), "payload.type: unknown content type", repr(name))
     assert isinstance(error, UnknownContentType)
     assert isinstance(error, InvalidContent)
-    assert "about, contact, delete, post, reaction, request, request_update" in str(error)
+    known = "about, contact, crew_receipt, delete, post, reaction, request, request_update"
+    assert known in str(error)
 
 
 def test_unknown_type_name_is_escaped_and_shortened() -> None:
