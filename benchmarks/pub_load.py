@@ -3,8 +3,9 @@
 ``python -m benchmarks.pub_load members ADDRESS SEED_HEX PUBLISHER_INDEX`` reads one JSON
 command per line on stdin and answers each with one JSON line on stdout:
 
-* ``{"cmd": "connect", "total": N, "concurrency": C}`` - open members ``0..N-1`` (those
-  not open yet) until N are connected and ready; answers how many, failures, seconds;
+* ``{"cmd": "connect", "total": N, "concurrency": C, "budget": S}`` - open members
+  ``0..N-1`` (those not open yet), C at a time, until N are connected and ready or S
+  seconds have passed; answers how many are connected, failures, skipped, seconds;
 * ``{"cmd": "fanout", "entries": E, "watchers": W}`` - the publisher member signs E new
   entries one at a time and pushes each to the pub; for each, the time until each of the
   first W connected members receives it in an ENTRIES message (milliseconds);
@@ -119,7 +120,7 @@ class LightMember:
         self.stream.timeout = IDLE_READ_TIMEOUT
         self.sid = self.rpc.open_stream(REPLICATE, {"version": 1})
         self.rpc.send_data(self.sid, m.encode_message(m.Hello(b"")))
-        notes = {self.own: m.note(0, False), self.watch: m.note(0, True)}
+        notes = {self.watch: m.note(0, True), self.own: m.note(0, False)}  # own wins
         self.rpc.send_data(self.sid, m.encode_message(m.Notes(notes)))
         # Answered only after the pub handled our HELLO and NOTES (it reads in order).
         self._ready_ping = self.rpc.request(PING, None)
@@ -242,7 +243,7 @@ class Crowd:
         self.published: list[bytes] = []
         """Ids of the publisher's entries, seq 1 first."""
 
-    async def open(self, index: int, key: nacl.signing.SigningKey) -> LightMember:
+    async def open(self, key: nacl.signing.SigningKey) -> LightMember:
         """Dial, handshake as ``key``, start replicating; wait until the pub answered."""
         reader, writer = await asyncio.open_connection(self.address.host, self.address.port)
         stream = await client_handshake(
@@ -264,29 +265,40 @@ class Crowd:
             raise TransportError(f"the pub hung up: {member.close_reason or 'no reason'}")
         return member
 
-    async def connect(self, total: int, concurrency: int) -> dict[str, Any]:
+    async def connect(self, total: int, concurrency: int, budget: float) -> dict[str, Any]:
+        """Open members until ``total`` are connected, or ``budget`` seconds have passed
+        (connections already dialling then finish; the rest are skipped)."""
         started = time.perf_counter()
+        deadline = started + budget
         failures: list[str] = []
+        skipped = [0]
         gate = asyncio.Semaphore(concurrency)
 
         async def one(index: int) -> None:
             key = member_key(self.seed, index)
+            error = ""
             for attempt in range(CONNECT_ATTEMPTS):
                 async with gate:
+                    if time.perf_counter() > deadline:
+                        skipped[0] += 1
+                        return
                     try:
-                        self.members[index] = await self.open(index, key)
+                        self.members[index] = await self.open(key)
                         return
                     except (TransportError, OSError, TimeoutError) as exc:
                         error = f"{type(exc).__name__}: {exc}"
                 await asyncio.sleep(RETRY_PAUSE * (attempt + 1))
             failures.append(error)
 
+        before = len(self.members)
         todo = [i for i in range(total) if i not in self.members]
         await asyncio.gather(*(one(i) for i in todo))
         live = sum(1 for member in self.members.values() if not member.closed.is_set())
         return {
             "connected": live,
+            "new": len(self.members) - before,
             "failed": len(failures),
+            "skipped": skipped[0],
             "errors": sorted(set(failures))[:5],
             "seconds": time.perf_counter() - started,
         }
@@ -304,7 +316,7 @@ class Crowd:
 
     async def fanout(self, entries: int, watchers: int) -> dict[str, Any]:
         if self.publisher is None:
-            self.publisher = await self.open(-1, self.publisher_key)
+            self.publisher = await self.open(self.publisher_key)
         watching = [w for w in self.members.values() if not w.closed.is_set()][:watchers]
         per_entry: list[list[float]] = []
         missing = 0
@@ -351,7 +363,9 @@ async def _members_main(address: Address, seed: bytes, publisher_index: int) -> 
             match command["cmd"]:
                 case "connect":
                     limit = raise_fd_limit(command["total"] + 256)
-                    result = await crowd.connect(command["total"], command["concurrency"])
+                    result = await crowd.connect(
+                        command["total"], command["concurrency"], command["budget"]
+                    )
                     _print({**result, "fd_limit": limit, "rss_mb": rss_mb(os.getpid())})
                 case "fanout":
                     _print(await crowd.fanout(command["entries"], command["watchers"]))
@@ -485,17 +499,14 @@ def rss_mb(pid: int) -> float:
 
 
 def main() -> None:
-    mode = sys.argv[1]
+    mode, args = sys.argv[1], sys.argv[2:]
     if mode == "members":
-        address, seed = parse_address(sys.argv[2]), bytes.fromhex(sys.argv[3])
-        asyncio.run(_members_main(address, seed, int(sys.argv[4])))
+        asyncio.run(_members_main(parse_address(args[0]), bytes.fromhex(args[1]), int(args[2])))
     elif mode == "flood":
-        address, count, seconds = parse_address(sys.argv[2]), sys.argv[3], sys.argv[4]
-        _print(asyncio.run(_flood(address, int(count), float(seconds))))
+        _print(asyncio.run(_flood(parse_address(args[0]), int(args[1]), float(args[2]))))
     elif mode == "sync":
-        home, address, seed, deadline = sys.argv[2:6]
-        node = _member_node(Path(home), bytes.fromhex(seed))
-        _print(asyncio.run(_sync(node, parse_address(address), float(deadline))))
+        node = _member_node(Path(args[0]), bytes.fromhex(args[2]))
+        _print(asyncio.run(_sync(node, parse_address(args[1]), float(args[3]))))
     else:
         raise SystemExit(f"unknown mode {mode!r}")
 
