@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import time
+from pathlib import Path
 
 from benchmarks import Context, Row, feed_bench
 from p2pcrew.feed import content as c
@@ -26,7 +27,9 @@ ROW_NAMES = (
     "app first screen, 100,000 entries",
     "app first screen, 1,000,000 entries",
     "open a 500-reply thread",
+    "app event-loop stall while 10,000 arrive",
 )
+ARRIVING = 10_000
 
 
 def _first_screen(home: Home) -> float:
@@ -38,6 +41,70 @@ def _first_screen(home: Home) -> float:
         async with app.run_test(size=(80, 24)) as pilot:
             await settle(pilot)
             return time.perf_counter() - started
+
+    return asyncio.run(run())
+
+
+def _responsiveness(tmp: Path, arriving: int) -> tuple[float, float, float, int]:
+    """(max stall s, p99 stall s, seconds until all arrived, refreshes) for the open app
+    while a real peer on loopback pushes ``arriving`` crew posts to it."""
+    from p2pcrew.replicate.address import Address
+    from p2pcrew.tui.facade import NetworkOptions
+    from tests.tui import fixture as fx
+    from tests.tui.conftest import make_app, settle
+    from tests.tui.test_live import ben_node
+
+    fixture = fx.build(Home(tmp / "ana"))
+    ben = ben_node(tmp, fixture)
+    for start in range(0, arriving, 1000):
+        ben.publish(
+            [
+                c.Post(text=f"arriving {start + i}", crew=fixture.garden, time=fx.NOW)
+                for i in range(1000)
+            ]
+        )
+    target = ben.store.latest_seqs()[fx.BEN.public_key]
+
+    async def run() -> tuple[float, float, float, int]:
+        await ben.start()
+        host, port = await ben.listen("127.0.0.1", 0)
+        network = NetworkOptions(
+            host="127.0.0.1",
+            port=0,
+            lan=False,
+            connect=(Address("tcp", host, port, fx.BEN.public_key),),
+        )
+        stalls: list[float] = []
+        done = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        async def probe() -> None:  # the app's loop: how late does a 10 ms timer fire?
+            while not done.is_set():
+                t = loop.time()
+                await asyncio.sleep(0.01)
+                stalls.append(loop.time() - t - 0.01)
+
+        prober = asyncio.create_task(probe())
+        started = time.perf_counter()
+        app = make_app(fixture.home, network=network)
+        try:
+            async with app.run_test(size=(80, 24)) as pilot:
+                while app.facade.store.latest_seqs().get(fx.BEN.public_key, 0) < target:
+                    await pilot.pause(0.05)
+                    if time.perf_counter() - started > 120:
+                        raise RuntimeError("entries did not arrive in 120 s")
+                arrived = time.perf_counter() - started
+                done.set()
+                await settle(pilot)
+                refreshes = app.refreshes
+        finally:
+            done.set()
+            await prober
+            await ben.close()
+            ben.store.close()
+        stalls.sort()
+        p99 = stalls[int(len(stalls) * 0.99)] if stalls else 0.0
+        return (stalls[-1] if stalls else 0.0), p99, arrived, refreshes
 
     return asyncio.run(run())
 
@@ -132,4 +199,19 @@ def run(ctx: Context) -> list[Row]:
         thread = ctx.repeat("open 500-reply thread", open_thread)
         store.close()
         rows.append(Row(ROW_NAMES[2], thread.median * 1000, "ms", None, None, thread.spread()))
+        arriving = 1_000 if ctx.config.quick else ARRIVING
+        ctx.progress(f"app open while {arriving:,} entries arrive from a peer")
+        worst, p99, seconds, refreshes = _responsiveness(tmp / "live", arriving)
+        rows.append(
+            Row(
+                ROW_NAMES[3],
+                worst * 1000,
+                "ms",
+                None,
+                None,
+                f"{arriving:,} crew posts pushed by a real peer on loopback; p99 stall "
+                f"{p99 * 1000:.0f} ms; all arrived in {seconds:.1f} s; "
+                f"{refreshes} screen refreshes",
+            )
+        )
     return rows
