@@ -53,6 +53,9 @@ class PeerConnected:
     now: float
     received: dict[bytes, int]
     sent: dict[bytes, int]
+    initiator: bool = True
+    """We dialled. The accepting side answers NOTES only for feeds the dialler named,
+    so a pub with thousands of members does not tell each of them about every feed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +158,8 @@ class PeerState:
     sent: dict[bytes, int]
     hello_received: bool = False
     notes_received: bool = False
+    initiator: bool = True
+    notes_sent: bool = False
     pushing: set[bytes] = field(default_factory=set)
     """Feeds the peer asked us to push."""
     sent_upto: dict[bytes, int] = field(default_factory=dict)
@@ -163,6 +168,14 @@ class PeerState:
 
     def their_seq(self, feed: bytes) -> int:
         return note_seq(self.received.get(feed, NOT_REPLICATING))
+
+    def ready(self) -> bool:
+        """Our notes may flow: HELLO done, and (accepting side) our first NOTES sent."""
+        return self.hello_received and (self.initiator or self.notes_sent)
+
+    def concerns(self, feed: bytes) -> bool:
+        """The accepting side only talks about feeds the dialler named (or we did)."""
+        return self.initiator or feed in self.received or feed in self.sent
 
 
 @dataclass(slots=True)
@@ -209,7 +222,9 @@ def step(state: EngineState, event: Event) -> list[Action]:
 
 
 def _connected(state: EngineState, event: PeerConnected) -> list[Action]:
-    peer = PeerState(received=dict(event.received), sent=dict(event.sent))
+    peer = PeerState(
+        received=dict(event.received), sent=dict(event.sent), initiator=event.initiator
+    )
     state.peers[event.peer] = peer
     return [SendMessage(event.peer, Hello(notes_digest(peer.received)))]
 
@@ -232,8 +247,11 @@ def _hello(state: EngineState, peer_id: bytes, digest: bytes) -> list[Action]:
     peer.hello_received = True
     if digest != notes_digest(peer.sent):
         peer.sent = {}  # the peer does not remember what we told it: tell it everything
+    if not peer.initiator:
+        return []  # the accepting side answers the dialler's NOTES instead
     changes = _note_changes(state, peer_id, state.local.keys() | state.wanted | peer.sent.keys())
     peer.sent.update(changes)
+    peer.notes_sent = True
     return [SendMessage(peer_id, Notes(changes))]
 
 
@@ -248,6 +266,11 @@ def _notes(state: EngineState, peer_id: bytes, notes: dict[bytes, int], now: flo
     # remember: act on the whole remembered view, since serving is per connection.
     todo = peer.received if first else notes
     actions: list[Action] = []
+    if not peer.notes_sent:  # accepting side: answer about the feeds the dialler named
+        changes = _note_changes(state, peer_id, peer.received.keys() | peer.sent.keys())
+        peer.sent.update(changes)
+        peer.notes_sent = True
+        actions.append(SendMessage(peer_id, Notes(changes)))
     for feed, value in todo.items():
         actions += _serve(state, peer_id, peer, feed, value)
         if state.replicates(feed) and value != NOT_REPLICATING:
@@ -364,8 +387,8 @@ def _scope(state: EngineState, wanted: frozenset[bytes], blocked: frozenset[byte
             if feed in blocked:
                 peer.pushing.discard(feed)
     for peer_id, peer in state.peers.items():
-        if peer.hello_received:
-            changes = _note_changes(state, peer_id, changed)
+        if peer.ready():
+            changes = _note_changes(state, peer_id, [f for f in changed if peer.concerns(f)])
             peer.sent.update(changes)
             if changes:
                 actions.append(SendMessage(peer_id, Notes(changes)))
@@ -450,7 +473,7 @@ def _assign_pusher(state: EngineState, feed: bytes, peer_id: bytes | None) -> li
         state.pusher[feed] = peer_id
     actions: list[Action] = []
     for other_id, other in state.peers.items():
-        if not other.hello_received:
+        if not other.ready() or not other.concerns(feed):
             continue
         value = _current_note(state, other_id, feed)
         if other.sent.get(feed) != value:

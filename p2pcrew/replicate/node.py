@@ -234,9 +234,10 @@ class Node:
 
     def link_ready(self, link: PeerLink) -> None:
         received, sent = self.store.peer_clock(link.peer)
-        self._apply(
-            ebt.step(self.state, ebt.PeerConnected(link.peer, time.monotonic(), received, sent))
+        connected = ebt.PeerConnected(
+            link.peer, time.monotonic(), received, sent, initiator=link.client
         )
+        self._apply(ebt.step(self.state, connected))
 
     def link_closed(self, link: PeerLink) -> None:
         if self.links.get(link.peer) is link:

@@ -156,10 +156,11 @@ async def test_forged_signature_keeps_valid_prefix_and_drops_peer(crew: Crew) ->
     client = ReplicationClient(stream)
     await client.send(m.Hello(b""))
     assert isinstance(await client.receive(), m.Hello)
+    # The dialler names its feeds first; the accepting side answers about those.
+    await client.send(m.Notes({x.public_key: m.note(9, False)}))
     notes = await client.receive()
     assert isinstance(notes, m.Notes)
     assert notes.notes.get(x.public_key) == m.note(0, True), "the victim must want X from us"
-    await client.send(m.Notes({x.public_key: m.note(9, False)}))
     await client.send(m.Entries(items))
 
     await client.until_hung_up(PROMPT)  # raises TimeoutError if the victim keeps talking

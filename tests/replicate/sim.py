@@ -88,7 +88,8 @@ class Sim:
             self.links[(x.id, y.id)] = Link()
         for x, y in ((a, b), (b, a)):
             received, sent = x.clocks.get(y.id, ({}, {}))
-            self._run(x, ebt.step(x.state, ebt.PeerConnected(y.id, self.now, received, sent)))
+            event = ebt.PeerConnected(y.id, self.now, received, sent, initiator=x is a)
+            self._run(x, ebt.step(x.state, event))
 
     def disconnect(self, a: SimNode, b: SimNode) -> None:
         for x, y in ((a, b), (b, a)):
