@@ -8,14 +8,13 @@ No textual here.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import ipaddress
 import logging
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
-from types import ModuleType
 
+from p2pcrew.crew import delivery
 from p2pcrew.crew.directory import crew_state
 from p2pcrew.errors import P2PCrewError
 from p2pcrew.feed.store import Store
@@ -26,14 +25,6 @@ from p2pcrew.replicate.node import Node
 from p2pcrew.tui.viewmodels import PeerInfo
 
 log = logging.getLogger(__name__)
-
-
-def _delivery_module() -> ModuleType | None:
-    """``p2pcrew.crew.delivery`` (receipts, answers and clocks) when this build has it."""
-    try:
-        return importlib.import_module("p2pcrew.crew.delivery")
-    except ImportError:
-        return None
 
 
 def behind(state: ebt.EngineState) -> int:
@@ -90,11 +81,9 @@ def thread_delivery(node: Node, view: ThreadView, now_ms: int) -> Delivery | Non
     if crew is None or not mine:
         return None
     latest = max(mine, key=lambda item: item.seq)
-    module = _delivery_module()
-    if module is not None:
-        for row in module.delivery(node.store, me, crew, limit=50, now=now_ms):
-            if row.entry_id == latest.id:
-                return Delivery(row.seq, tuple(sorted(row.holders)), tuple(row.missing))
+    for row in delivery.delivery(node.store, me, crew, limit=50, now=now_ms):
+        if row.entry_id == latest.id:
+            return Delivery(row.seq, tuple(sorted(row.holders)), tuple(row.missing))
     return own_delivery(node, node.store, latest.seq, crew_state(node.store, crew).members)
 
 
@@ -102,12 +91,9 @@ def maintain_delivery(node: Node, crews: Iterable[bytes] = ()) -> None:
     """Log when members' clocks first covered my posts and publish due receipts (the
     running node's part of ``crew.delivery``); ``crews``: I just published in them.
     Best effort: a failure is logged, never shown."""
-    module = _delivery_module()
-    if module is None:
-        return
     try:
-        module.observe(node.store, node.identity.public_key)
-        entries = module.publish_due_receipts(node.store, node.identity, publishing=crews)
+        delivery.observe(node.store, node.identity.public_key)
+        entries = delivery.publish_due_receipts(node.store, node.identity, publishing=crews)
     except P2PCrewError as exc:
         log.info("delivery receipts skipped: %s", exc)
         return

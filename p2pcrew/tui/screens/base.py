@@ -5,15 +5,17 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any, ClassVar, TypeVar, cast
 
 from textual.app import App
+from textual.binding import Binding, BindingType
 from textual.dom import DOMNode
 from textual.screen import Screen
 from textual.worker import get_current_worker
 
 from p2pcrew.errors import P2PCrewError
 from p2pcrew.tui.facade import Facade
+from p2pcrew.tui.widgets.form import FormError
 from p2pcrew.tui.widgets.sync_bar import SyncBar
 
 log = logging.getLogger(__name__)
@@ -91,3 +93,41 @@ class LiveScreen(Screen[Any]):
     def _apply_if_mounted(self, apply: Callable[[T], None], result: T) -> None:
         if self.is_attached:
             apply(result)
+
+
+class ComposeScreen(Screen[bytes | None]):
+    """What the compose screens share: where it goes, the keys, and how a publish ends.
+
+    Dismisses with the new entry's id, or None when cancelled.
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+s", "publish", "Publish", priority=True),
+        Binding("escape", "cancel", "Cancel"),
+    ]
+
+    def __init__(self, crew: bytes | None, crew_name: str) -> None:
+        super().__init__()
+        self.crew = crew
+        self.crew_name = crew_name
+
+    def submit(
+        self,
+        publish: Callable[[], bytes],
+        done: str,
+        inline: tuple[type[Exception], ...] = (P2PCrewError,),
+    ) -> None:
+        """Publish; problems a person can fix show inline, anything else as a report."""
+        try:
+            entry = publish()
+        except inline as exc:
+            self.query_one(FormError).show(str(exc))
+            return
+        except Exception as exc:
+            report(self.app, exc)
+            return
+        self.app.notify(done)
+        self.dismiss(entry)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
 from textual.content import Content
-from textual.screen import Screen
 from textual.widgets import Footer, Header, Static, TextArea
 
-from p2pcrew.errors import P2PCrewError
-from p2pcrew.tui.screens.base import facade_of, report
+from p2pcrew.tui.screens.base import ComposeScreen, facade_of
 from p2pcrew.tui.widgets.form import FormError
 
 
-class ComposePostScreen(Screen[bytes | None]):
-    """Dismisses with the new entry's id, or None when cancelled."""
-
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+s", "publish", "Publish", priority=True),
-        Binding("escape", "cancel", "Cancel"),
-    ]
-
-    def __init__(self, crew: bytes | None, crew_name: str) -> None:
-        super().__init__()
-        self.crew = crew
-        self.crew_name = crew_name
+class ComposePostScreen(ComposeScreen):
+    """A new thread root; dismisses with its entry id, or None when cancelled."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -45,16 +30,4 @@ class ComposePostScreen(Screen[bytes | None]):
         if not text.strip():
             self.query_one(FormError).show("write something first")
             return
-        try:
-            entry = facade_of(self).post(text, self.crew)
-        except P2PCrewError as exc:
-            self.query_one(FormError).show(str(exc))
-            return
-        except Exception as exc:
-            report(self.app, exc)
-            return
-        self.app.notify("Posted.")
-        self.dismiss(entry)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
+        self.submit(lambda: facade_of(self).post(text, self.crew), "Posted.")

@@ -2,36 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.content import Content
-from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Select, Static, TextArea
 
 from p2pcrew.errors import P2PCrewError
 from p2pcrew.feed.content import REQUEST_CATEGORIES, REQUEST_KINDS
 from p2pcrew.tui.inputs import parse_needed_by
-from p2pcrew.tui.screens.base import facade_of, report
+from p2pcrew.tui.screens.base import ComposeScreen, facade_of
 from p2pcrew.tui.widgets.form import FormError
 
 KIND_LABELS = {"ask": "Ask for help", "offer": "Offer help"}
 
 
-class ComposeRequestScreen(Screen[bytes | None]):
-    """Dismisses with the new request's id, or None when cancelled."""
-
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+s", "publish", "Publish", priority=True),
-        Binding("escape", "cancel", "Cancel"),
-    ]
-
-    def __init__(self, crew: bytes | None, crew_name: str) -> None:
-        super().__init__()
-        self.crew = crew
-        self.crew_name = crew_name
+class ComposeRequestScreen(ComposeScreen):
+    """A new ask or offer; dismisses with its entry id, or None when cancelled."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -78,20 +66,10 @@ class ComposeRequestScreen(Screen[bytes | None]):
         }
 
     def action_publish(self) -> None:
-        error = self.query_one(FormError)
-        try:
+        def publish() -> bytes:
             fields = self._fields()
             if not fields["title"]:
                 raise ValueError("give the request a title")
-            entry = facade_of(self).ask(self.crew, **fields)
-        except (P2PCrewError, ValueError) as exc:
-            error.show(str(exc))
-            return
-        except Exception as exc:
-            report(self.app, exc)
-            return
-        self.app.notify("Request published.")
-        self.dismiss(entry)
+            return facade_of(self).ask(self.crew, **fields)
 
-    def action_cancel(self) -> None:
-        self.dismiss(None)
+        self.submit(publish, "Request published.", inline=(P2PCrewError, ValueError))
