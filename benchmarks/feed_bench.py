@@ -34,9 +34,10 @@ import nacl.signing
 from benchmarks import Config, Context, Measure, Row, fmt, paired_row, ratio_row
 from p2pcrew.feed import content as c
 from p2pcrew.feed.entry import FORMAT_VERSION, create_entry, decode_entry, lipmaa
+from p2pcrew.feed.indexing import NOT_YET
 from p2pcrew.feed.sqlite_store import DB_NAME, SqliteStore, migrations
 from p2pcrew.feed.store import IngestResult
-from p2pcrew.feed.verify import Decoded, Verifier
+from p2pcrew.feed.verify import Decoded, Prepared, Verifier
 
 GROUP = "feed"
 
@@ -261,8 +262,11 @@ class PreverifiedVerifier(Verifier):
         return [decode_entry(header) for header in headers]
 
     def verify_chunks(self, headers: Sequence[bytes]) -> Iterator[list[Decoded]]:
-        """The streaming form the store may use instead of ``verify``."""
         yield self.verify(headers)
+
+    def prepare_chunks(self, items: Sequence[Item]) -> Iterator[list[Prepared]]:
+        """What ``Store.ingest`` calls: decoded headers, payloads left for the store."""
+        yield [(decode_entry(header), NOT_YET) for header, _ in items]
 
 
 # ---- the figures ----------------------------------------------------------------------

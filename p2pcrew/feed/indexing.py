@@ -11,8 +11,9 @@ as nothing we know (a newer version's types) are stored but not indexed.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Literal, Protocol
 
 from p2pcrew import codec
 from p2pcrew.feed import content as c
@@ -43,6 +44,17 @@ class Indexed:
     sealed: bool
 
 
+class _NotYet(enum.Enum):
+    NOT_YET = 0
+
+
+NOT_YET: Final = _NotYet.NOT_YET
+"""``index_row`` has not been run yet (as opposed to having run and found nothing)."""
+
+RowHint = IndexRow | None | Literal[_NotYet.NOT_YET]
+"""What the verifier may hand the store: the plaintext index row it already computed."""
+
+
 class Opener(Protocol):
     """The crew keyring, as the store sees it."""
 
@@ -58,8 +70,13 @@ class Opener(Protocol):
         """The crew whose epoch key opened the last envelope (None: opened by a slot)."""
 
 
-def index_payload(payload: bytes, opener: Opener | None) -> Indexed:
-    row = index_row(payload)
+def index_payload(payload: bytes, opener: Opener | None, hint: RowHint = NOT_YET) -> Indexed:
+    """How to index ``payload``; ``hint`` is ``index_row(payload)`` if already known.
+
+    The verifier's worker threads compute that row while the writer thread is busy
+    in SQLite, which keeps the content decode off the writer's critical path.
+    """
+    row = index_row(payload) if hint is NOT_YET else hint
     if row is not None:
         if row.crew is not None:  # crew content counts only inside its crew's envelope
             return Indexed(None, None, False)

@@ -35,7 +35,7 @@ from p2pcrew.feed.errors import (
     SequenceRepeat,
 )
 from p2pcrew.feed.ids import feed_id_to_text
-from p2pcrew.feed.indexing import CREW_STATE, Indexed, Opener, index_payload
+from p2pcrew.feed.indexing import CREW_STATE, NOT_YET, Indexed, Opener, RowHint, index_payload
 from p2pcrew.feed.validate import Tip
 from p2pcrew.feed.verify import Verifier
 
@@ -192,17 +192,16 @@ class Store(ABC):
         """
         result = IngestResult()
         tips: dict[bytes, Tip] = {}
-        chunks = self.verifier.verify_chunks([header for header, _ in items])
-        decoded = (entry for chunk in chunks for entry in chunk)
+        prepared = (each for chunk in self.verifier.prepare_chunks(items) for each in chunk)
         with self._transaction(durable=False):
-            for index, (item, entry) in enumerate(zip(items, decoded, strict=True)):
+            for index, (item, (entry, hint)) in enumerate(zip(items, prepared, strict=True)):
                 if isinstance(entry, EntryRejected):
                     result.rejected.append(Rejection(index, entry))
                     continue
                 try:
                     if entry.author in result.newly_forked:
                         raise FeedForked("feed forked earlier in this batch", where=entry.where())
-                    self._accept(entry, item[1], expected_author, tips)
+                    self._accept(entry, item[1], expected_author, tips, hint)
                 except SequenceRepeat:
                     result.duplicates += 1
                 except EntryRejected as exc:
@@ -233,6 +232,7 @@ class Store(ABC):
         payload: bytes | None,
         expected_author: bytes | None,
         tips: dict[bytes, Tip],
+        hint: RowHint = NOT_YET,
     ) -> None:
         if expected_author is not None:
             validate.check_author(entry, expected_author)
@@ -263,7 +263,7 @@ class Store(ABC):
             validate.check_payload(entry, payload)
             if self._tombstone_author(entry.id) == entry.author:
                 payload = None  # deleted by its author before it reached us
-        self._store(entry, payload)
+        self._store(entry, payload, hint)
         tips[entry.author] = Tip(entry.seq, entry.id)
 
     def _fork_by_successor(self, entry: Entry, tip: Tip | None) -> None:
@@ -289,8 +289,9 @@ class Store(ABC):
             self._mark_forked(ForkProof(entry.author, entry.seq, stored.header, entry.header))
             raise
 
-    def _store(self, entry: Entry, payload: bytes | None) -> None:
-        indexed = index_payload(payload, self.opener) if payload is not None else _NOTHING
+    def _store(self, entry: Entry, payload: bytes | None, hint: RowHint = NOT_YET) -> None:
+        """Insert and index; ``hint`` is the verifier's index row for a checked payload."""
+        indexed = index_payload(payload, self.opener, hint) if payload is not None else _NOTHING
         self._insert(entry, payload, indexed)
         self._after_index(entry, indexed)
         if self._keys_changed:

@@ -4,21 +4,34 @@ Ed25519 verification dominates ingest cost. PyNaCl releases the GIL inside
 libsodium, so a small thread pool verifies a batch on every core while the caller
 keeps the single SQLite writer busy. Decoding and verifying are pure, so doing
 them before the store's transaction changes nothing about what is accepted.
+
+The workers also decode each plaintext payload into its index row (``prepare``):
+that is pure too, and doing it here lets it run while the writer thread waits on
+SQLite (which releases the GIL), instead of after, on the writer's critical path.
+The row is only a hint: the store uses it after the payload hash has been checked.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from p2pcrew.feed.entry import Entry, decode_entry, verify_signature
 from p2pcrew.feed.errors import EntryRejected
+from p2pcrew.feed.indexing import NOT_YET, RowHint, index_row
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 CHUNK = 64
 """Entries per task: large enough that thread hand-off costs little."""
 
 Decoded = Entry | EntryRejected
+Item = tuple[bytes, bytes | None]
+"""A received (header, payload) pair; payload None when it was deleted."""
+Prepared = tuple[Decoded, RowHint]
 
 
 def _decode_and_verify(headers: Sequence[bytes]) -> list[Decoded]:
@@ -31,6 +44,22 @@ def _decode_and_verify(headers: Sequence[bytes]) -> list[Decoded]:
             out.append(exc)
         else:
             out.append(entry)
+    return out
+
+
+def _prepare(items: Sequence[Item]) -> list[Prepared]:
+    out: list[Prepared] = []
+    for header, payload in items:
+        try:
+            entry = decode_entry(header)
+            verify_signature(entry)
+        except EntryRejected as exc:
+            out.append((exc, NOT_YET))
+            continue
+        if payload is None or len(payload) != entry.payload_size:
+            out.append((entry, NOT_YET))  # the store rejects or skips it; no work here
+        else:
+            out.append((entry, index_row(payload)))
     return out
 
 
@@ -54,16 +83,22 @@ class Verifier:
         All chunks are submitted at once, so the caller can store chunk 1 while the
         pool works on chunk 2: verification and the database overlap.
         """
-        if self._workers <= 1 or len(headers) <= CHUNK:
-            yield _decode_and_verify(headers)
+        yield from self._chunks(_decode_and_verify, headers)
+
+    def prepare_chunks(self, items: Sequence[Item]) -> Iterator[list[Prepared]]:
+        """``verify_chunks`` over received pairs, each with its payload's index row."""
+        yield from self._chunks(_prepare, items)
+
+    def _chunks(
+        self, work: Callable[[Sequence[T]], list[R]], todo: Sequence[T]
+    ) -> Iterator[list[R]]:
+        if self._workers <= 1 or len(todo) <= CHUNK:
+            yield work(todo)
             return
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="p2pcrew-verify")
         pool = self._pool
-        futures = [
-            pool.submit(_decode_and_verify, headers[i : i + CHUNK])
-            for i in range(0, len(headers), CHUNK)
-        ]
+        futures = [pool.submit(work, todo[i : i + CHUNK]) for i in range(0, len(todo), CHUNK)]
         try:
             for future in futures:
                 yield future.result()

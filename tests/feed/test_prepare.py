@@ -1,0 +1,73 @@
+"""The verifier's workers pre-compute index rows; the store must not trust them blindly.
+
+The hint is computed from the payload as received, before the store has checked the
+payload's hash, so a tampered payload of the right size gets a hint too. These tests
+show such an entry is still refused, nothing of it is indexed, and that the pool path
+(many entries, several workers) indexes exactly what the single-thread path does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from p2pcrew.feed import content as c
+from p2pcrew.feed.entry import create_entry, lipmaa
+from p2pcrew.feed.errors import PayloadHashMismatch
+from p2pcrew.feed.indexing import NOT_YET, index_row
+from p2pcrew.feed.sqlite_store import SqliteStore
+from p2pcrew.feed.verify import CHUNK, Verifier
+from tests.feed.helpers import key
+
+
+def _chain(count: int, text: str = "hello") -> list[tuple[bytes, bytes]]:
+    signer = key(7)
+    ids: list[bytes] = []
+    out: list[tuple[bytes, bytes]] = []
+    for seq in range(1, count + 1):
+        payload = c.encode_content(c.Post(text=f"{text} {seq}", time=seq))
+        backlink = ids[-1] if ids else None
+        lip = ids[lipmaa(seq) - 1] if seq > 1 else None
+        entry = create_entry(signer, seq, backlink, lip, payload)
+        ids.append(entry.id)
+        out.append((entry.header, payload))
+    return out
+
+
+def test_prepare_gives_rows_only_where_the_size_matches() -> None:
+    (header, payload), = _chain(1)
+    verifier = Verifier(workers=1)
+    [(entry, hint)] = next(verifier.prepare_chunks([(header, payload)]))
+    assert entry.payload_size == len(payload)  # type: ignore[union-attr]
+    assert hint == index_row(payload)
+    [(_, no_hint)] = next(verifier.prepare_chunks([(header, payload + b"x")]))
+    assert no_hint is NOT_YET
+    [(_, deleted)] = next(verifier.prepare_chunks([(header, None)]))
+    assert deleted is NOT_YET
+
+
+def test_a_tampered_payload_with_a_hint_is_refused_and_not_indexed(tmp_path: Path) -> None:
+    (header, payload), = _chain(1)
+    forged = c.encode_content(c.Post(text="HELLO 1", time=1))  # same size, other text
+    assert len(forged) == len(payload)
+    store = SqliteStore(tmp_path / "store")
+    try:
+        result = store.ingest([(header, forged)])
+        assert [type(r.error) for r in result.rejected] == [PayloadHashMismatch]
+        assert store.count() == 0
+        assert store.by_type("post") == []
+    finally:
+        store.close()
+
+
+def test_pool_and_single_thread_index_the_same(tmp_path: Path) -> None:
+    items = _chain(CHUNK * 4 + 3)
+    seen = []
+    for workers, name in ((1, "one"), (2, "pool")):
+        store = SqliteStore(tmp_path / name, verifier=Verifier(workers=workers))
+        try:
+            assert len(store.ingest(items).accepted) == len(items)
+            seen.append([(s.entry.id, s.entry.seq) for s in store.by_type("post")])
+            assert len(store.thread_stats(None, b"\0" * 32, limit=1000)) == len(items)
+        finally:
+            store.close()
+    assert seen[0] == seen[1] and len(seen[0]) == len(items)
