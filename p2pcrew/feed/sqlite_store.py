@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from p2pcrew import codec
+from p2pcrew.feed.checkpointer import BACKSTOP_PAGES, Checkpointer
 from p2pcrew.feed.entry import Entry, decode_entry
 from p2pcrew.feed.indexing import Indexed, IndexRow
 from p2pcrew.feed.store import (
@@ -75,6 +76,7 @@ class SqliteStore(Store):
         self.readonly = readonly
         self._mutex = threading.RLock()
         self._lock_file: IO[str] | None = None
+        self._checkpointer: Checkpointer | None = None
         self._durable = True
         self._any_tombstones = True  # until the first look says otherwise
         path = self.directory / DB_NAME
@@ -95,7 +97,9 @@ class SqliteStore(Store):
             self._db.execute("PRAGMA synchronous=FULL")
             # The random 32-byte id index outgrows the default 2 MB cache on big stores.
             self._db.execute("PRAGMA cache_size=-65536")
+            self._db.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
             self._migrate()
+            self._checkpointer = Checkpointer(path)
         self._db.execute("PRAGMA busy_timeout=5000")
         # Only the writer knows when tombstones appear; a reader always looks.
         self._any_tombstones = readonly or self._one("SELECT 1 FROM tombstones LIMIT 1") is not None
@@ -104,6 +108,9 @@ class SqliteStore(Store):
 
     def close(self) -> None:
         with self._mutex:
+            if self._checkpointer is not None:
+                self._checkpointer.close()
+                self._checkpointer = None
             self._db.close()
             self.verifier.close()
             if self._lock_file is not None:
@@ -161,6 +168,8 @@ class SqliteStore(Store):
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+            if self._checkpointer is not None:
+                self._checkpointer.committed()
 
     # ---- primitives -----------------------------------------------------
 
