@@ -14,13 +14,29 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
+from p2pcrew.replicate import rpc_errors
 from p2pcrew.replicate.ws_transport import ByteCounts
+
+
+def _rpc_errors() -> list[type[rpc_errors.RpcProtocolError]]:
+    """Every RPC protocol error class (each has a stable ``reason``)."""
+    found: list[type[rpc_errors.RpcProtocolError]] = []
+    todo = [rpc_errors.RpcProtocolError]
+    while todo:
+        cls = todo.pop()
+        found.append(cls)
+        todo.extend(cls.__subclasses__())
+    return found
+
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 NAMESPACE: Final = "p2pcrew_pub"
 
-HANDSHAKE_OUTCOMES: Final = ("ok", "failed", "timeout", "refused")
-"""refused: closed unread because too many handshakes were in flight or the pub is full."""
+HANDSHAKE_OUTCOMES: Final = ("ok", "failed", "timeout", "refused", "evicted")
+"""refused: closed unread because the pub is full, or every handshake slot is held by a
+handshake too young to evict; evicted: hung up to give its slot to a newer connection,
+because it had not sent a valid msg1 (or stalled after it) while every slot was taken
+(``admission.HandshakeGate``)."""
 INVITE_OUTCOMES: Final = (
     "ok",
     "already_member",
@@ -31,6 +47,45 @@ INVITE_OUTCOMES: Final = (
     "bad_request",
 )
 TRANSPORTS: Final = ("tcp", "ws")
+CLOSE_REASONS: Final = (
+    "goodbye",
+    "idle-timeout",
+    "write-timeout",
+    "truncated",
+    "corrupted",
+    "connection-lost",
+    "frame-too-large",
+    "malformed-frame",
+    "unknown-stream",
+    "bad-stream-id",
+    "unexpected-frame",
+    "flow-control",
+    "bad-replication-message",
+    "guest-timeout",
+    "guest-overflow",
+    "other",
+)
+"""Why a peer connection ended (``close_reason_label``): a fixed vocabulary, so that an
+operator can tell a flood of oversized frames from slow readers without reading logs."""
+_BY_EXCEPTION: Final = {
+    **{cls.__name__: cls.reason for cls in _rpc_errors()},
+    "StreamTruncated": "truncated",
+    "StreamCorrupted": "corrupted",
+    "BadReplicationMessage": "bad-replication-message",
+    "connection lost": "connection-lost",
+}
+
+
+def close_reason_label(close_reason: str) -> str:
+    """``PeerLink.close_reason`` ("ExceptionName: message", or "" after goodbyes) to a
+    label from ``CLOSE_REASONS``."""
+    if not close_reason:
+        return "goodbye"
+    name, _, rest = close_reason.partition(": ")
+    if name == "PeerTimeout":
+        return "write-timeout" if "accept our data" in rest else "idle-timeout"
+    label = _BY_EXCEPTION.get(name, "other")
+    return label if label in CLOSE_REASONS else "other"
 
 
 class Counter:
@@ -62,6 +117,9 @@ class PubMetrics:
     )
     invites: Counter = field(default_factory=lambda: Counter(("outcome", INVITE_OUTCOMES)))
     guests_dropped: Counter = field(default_factory=Counter)
+    peers_closed: Counter = field(default_factory=lambda: Counter(("reason", CLOSE_REASONS)))
+    ws_too_big: Counter = field(default_factory=Counter)
+    """WebSocket connections closed (1009) for a message over ``max_ws_message``."""
     over_quota_rejected: Counter = field(default_factory=Counter)
     transfer: dict[str, ByteCounts] = field(
         default_factory=lambda: {t: ByteCounts() for t in TRANSPORTS}
@@ -69,6 +127,11 @@ class PubMetrics:
     loop_lag: float = 0.0
     """Seconds the event loop was late on its last check (a busy or blocked loop)."""
     handshakes_in_flight: int = 0
+
+    def connections_ended(self) -> float:
+        """Connections that ended so far, handshakes that never completed included."""
+        failed = sum(v for k, v in self.handshakes.values.items() if k[1] != "ok")
+        return failed + sum(self.peers_closed.values.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +220,16 @@ def render(metrics: PubMetrics, snap: Snapshot) -> str:
     w.counter("invite_redemptions_total", "invite.use requests by outcome.", metrics.invites)
     w.counter(
         "guests_dropped_total", "Guests dropped for not joining in time.", metrics.guests_dropped
+    )
+    w.counter(
+        "peers_closed_total",
+        "Peer connections ended after the handshake, by reason.",
+        metrics.peers_closed,
+    )
+    w.counter(
+        "ws_messages_too_big_total",
+        "WebSocket connections closed for a message over max_ws_message.",
+        metrics.ws_too_big,
     )
     w.family("entries_accepted_total", "counter", "Received entries stored.", [({}, snap.accepted)])
     rejected = dict(snap.rejected)

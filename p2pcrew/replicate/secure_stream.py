@@ -59,7 +59,7 @@ async def client_handshake(
     BadAuthentication, InvalidPeerKey) or PeerTimeout; the connection is then
     already hung up. Raises ValueError for malformed local keys.
     """
-    return await _run_handshake(
+    return await run_handshake(
         lambda: ClientHandshake(network_key, local_key, remote_pk), reader, writer, timeout
     )
 
@@ -76,12 +76,12 @@ async def server_handshake(
     Raises like ``client_handshake``; the client's key is
     ``SecureStream.remote_public_key``.
     """
-    return await _run_handshake(
+    return await run_handshake(
         lambda: ServerHandshake(network_key, local_key), reader, writer, timeout
     )
 
 
-async def _run_handshake(
+async def run_handshake(
     make_machine: Callable[[], ClientHandshake | ServerHandshake],
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,

@@ -26,7 +26,7 @@ from p2pcrew.pub.server import PubService
 from p2pcrew.replicate.node import Node
 from p2pcrew.replicate.peer import RemoteError
 from p2pcrew.replicate.secure_stream import client_handshake, server_handshake
-from p2pcrew.replicate.shs import P2PCREW_NETWORK_KEY
+from p2pcrew.replicate.shs import P2PCREW_NETWORK_KEY, ClientHandshake
 from p2pcrew.replicate.ws_transport import dial, open_ws_streams
 
 
@@ -138,17 +138,39 @@ async def test_invite_attempts_are_rate_limited_and_uniform(tmp_path: Path) -> N
             await link.request(INVITE_USE, {"secret": "nope"})
 
 
-async def test_handshakes_beyond_the_limit_are_refused_unread(tmp_path: Path) -> None:
+async def test_a_silent_handshake_is_evicted_for_a_newcomer(tmp_path: Path) -> None:
+    """The one slot is held by a socket that sent nothing: the next connection takes it."""
     async with running_pub(tmp_path, max_handshakes=1) as pub:
         assert pub.service.tcp_address is not None
         host, port = pub.service.tcp_address.host, pub.service.tcp_address.port
-        _, hanging = await asyncio.open_connection(host, port)  # takes the one slot
+        silent_reader, silent = await asyncio.open_connection(host, port)
         await wait_for(lambda: pub.service.metrics.handshakes_in_flight == 1)
+        _, newcomer = await asyncio.open_connection(host, port)
+        assert await asyncio.wait_for(silent_reader.read(), 5) == b""  # hung up at once
+        await wait_for(lambda: pub.service.metrics.handshakes.get("tcp", "evicted") == 1)
+        assert pub.service.metrics.handshakes_in_flight == 1  # the newcomer's
+        assert pub.service.metrics.handshakes.get("tcp", "refused") == 0
+        newcomer.close()
+        silent.close()
+
+
+async def test_handshakes_beyond_the_limit_are_refused_unread(tmp_path: Path) -> None:
+    """The one slot is held by a young handshake past a valid msg1: refuse, unread."""
+    async with running_pub(tmp_path, max_handshakes=1) as pub:
+        assert pub.service.tcp_address is not None
+        host, port = pub.service.tcp_address.host, pub.service.tcp_address.port
+        _, hanging = await asyncio.open_connection(host, port)
+        client = ClientHandshake(
+            P2PCREW_NETWORK_KEY, Identity.generate().signing_key, pub.relay.identity.public_key
+        )
+        hanging.write(client.data_to_send())  # a valid msg1, then silence
+        await wait_for(lambda: len(pub.service.gate._past_msg1) == 1)
         reader, writer = await asyncio.open_connection(host, port)
         assert await asyncio.wait_for(reader.read(), 5) == b""  # closed at once
         writer.close()
         hanging.close()
         assert pub.service.metrics.handshakes.get("tcp", "refused") == 1
+        assert pub.service.metrics.handshakes.get("tcp", "evicted") == 0
 
 
 async def test_a_member_over_quota_stops_being_replicated(tmp_path: Path) -> None:
