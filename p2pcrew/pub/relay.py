@@ -47,7 +47,7 @@ from p2pcrew.pub.invites import (
     InviteUsedUp,
     write_json_atomic,
 )
-from p2pcrew.pub.metrics import PubMetrics
+from p2pcrew.pub.metrics import PubMetrics, close_reason_label
 from p2pcrew.replicate import messages as m
 from p2pcrew.replicate.node import Node
 from p2pcrew.replicate.peer import PeerLink
@@ -169,6 +169,9 @@ class PubRelay(Node):
         self.usage: dict[bytes, int] = {}
         self.over_quota: set[bytes] = set()
         self.guests: dict[bytes, _Guest] = {}
+        self._aborted: dict[int, str] = {}
+        """Links the pub itself dropped (id to a ``CLOSE_REASONS`` label): their own
+        close_reason then only says the stream was cut."""
         self._rate = RateLimiter(config.invite_attempts_per_minute)
         self.admit = self._admit
         self.request_handlers[INVITE_USE] = self._invite_use
@@ -202,6 +205,7 @@ class PubRelay(Node):
         if guest is not None and guest.link is link:
             self.metrics.guests_dropped.inc()
             grace = self.config.guest_grace
+            self._aborted[id(link)] = "guest-timeout"
             link.abort(f"not a member of this pub (no invite used within {grace:g} s)")
 
     def link_ready(self, link: PeerLink) -> None:
@@ -216,6 +220,8 @@ class PubRelay(Node):
         if guest is not None and guest.link is link:
             guest.timer.cancel()
             del self.guests[link.peer]
+        ours = self._aborted.pop(id(link), None)
+        self.metrics.peers_closed.inc(ours or close_reason_label(link.close_reason))
         super().link_closed(link)
 
     async def _promote(self, peer: bytes) -> None:
@@ -281,7 +287,12 @@ class PubRelay(Node):
     async def message_from(self, link: PeerLink, message: m.Message) -> None:
         guest = self.guests.get(link.peer)
         if guest is not None and guest.link is link:
+            if isinstance(message, m.Entries):
+                # Nobody asked a guest for entries (its link is not ready yet), and one
+                # received batch can be a whole stream window: never hold those.
+                return
             if len(guest.parked) >= GUEST_MAX_PARKED:
+                self._aborted[id(link)] = "guest-overflow"
                 link.abort("replication messages before joining: use an invite first")
             else:
                 guest.parked.append(message)

@@ -330,6 +330,10 @@ class PeerLink:
                 break
             items.append((header, payload))
             size += piece
+        # Up to 256 rows of 16 KiB were read; only ~48 KiB go out. Let the rest go now:
+        # a reader that never grants credit would otherwise pin them (~4 MB) until the
+        # idle timeout, for every slow reader at once.
+        del rows
         if not items:  # nothing stored in that range (yet): drop the cursor
             del self._cursors[feed]
             return
