@@ -232,3 +232,24 @@ async def test_ws_transport_bounds_what_a_slow_reader_costs(tmp_path: Path) -> N
     finally:
         await runner.cleanup()
     assert peak <= limit + 4096 + 64  # high-water mark plus one write (box overhead)
+
+
+async def test_entries_from_a_guest_are_neither_stored_nor_parked(tmp_path: Path) -> None:
+    """Nobody asked a guest for entries; holding them would let guests pin memory."""
+    from p2pcrew.replicate import messages as m
+
+    async with running_pub(tmp_path) as pub, nodes(tmp_path, "bo") as (bo,):
+        entries = bo.publish([c.Post(text=f"early {i}", time=1) for i in range(20)])
+        assert pub.service.tcp_address is not None
+        link = await dial(bo, pub.service.tcp_address)
+        await wait_for(lambda: bo.identity.public_key in pub.relay.guests)
+        raw = [(e.header, bo.store.get(e.id).payload) for e in entries]  # type: ignore[union-attr]
+        for _ in range(8):  # more than a guest may park
+            link.queue_message(m.Entries(raw))
+        await asyncio.sleep(0.5)
+        guest = pub.relay.guests[bo.identity.public_key]
+        assert guest.parked == [] or all(not isinstance(x, m.Entries) for x in guest.parked)
+        assert bo.identity.public_key not in pub.relay.store.latest_seqs()
+        assert not link.closed.is_set()
+        await link.request(INVITE_USE, {"secret": pub.secret()})  # still welcome to join
+        await wait_for(lambda: pub.relay.store.latest_seqs().get(bo.identity.public_key) == 20)
