@@ -64,7 +64,17 @@ ROW_NAMES = (
     "pub half-open flood: RSS after",
     "pub half-open flood: member sync time",
     "pub half-open flood: handshakes taken on",
-    "pub half-open flood: connections refused",
+    "pub half-open flood: connections evicted or refused",
+    "pub abuse: member push time",
+    "pub abuse: member fetch time",
+    "pub abuse: RSS baseline",
+    "pub abuse: RSS peak",
+    "pub abuse: RSS after the abusers left",
+    "pub abuse: memory per connection",
+    "pub abuse: memory per handshake in flight",
+    "pub abuse: memory per slow reader",
+    "pub abuse: handshakes evicted",
+    "pub abuse: flood requests answered",
 )
 ROOT: Final = Path(__file__).resolve().parents[1]
 START_TIMEOUT: Final = 60.0
@@ -166,12 +176,15 @@ class Pub:
         assert self.proc.stdout is not None
         lines = _Lines(self.proc.stdout, "pub serve")
         self.address = ""
+        self.ws = ""
         self.http = ""
         try:
             while not (self.address and self.http):
                 line = lines.next(START_TIMEOUT).strip()
                 if line.startswith("Listening (tcp): "):
                     self.address = line.split(": ", 1)[1]
+                elif line.startswith("Listening (ws): "):
+                    self.ws = line.split(": ", 1)[1]
                 elif line.startswith("Status page: "):
                     self.http = line.split(": ", 1)[1]
         except RuntimeError:
@@ -445,7 +458,7 @@ def _flood_run(ctx: Context, sizes: Sizes, tmp: Path) -> dict[str, Any]:
         after_counts = _handshake_counts(pub.metrics())
         result["handshakes"] = {
             k: after_counts.get(k, 0.0) - before_counts.get(k, 0.0)
-            for k in ("ok", "failed", "timeout", "refused")
+            for k in ("ok", "failed", "timeout", "refused", "evicted")
         }
         return result
     finally:
@@ -461,8 +474,12 @@ def _measure(samples: list[float]) -> Measure:
 
 def run(ctx: Context) -> list[Row]:
     sizes = Sizes.of(ctx.config.quick)
+    from tests.pub.abuse import AbuseSizes, run_abuse  # imports this module: not at the top
+
+    abuse_sizes = AbuseSizes.small() if ctx.config.quick else AbuseSizes.full()
     crowds: list[dict[str, Any]] = []
     floods: list[dict[str, Any]] = []
+    abuses: list[dict[str, Any]] = []
     for index in range(1, ctx.config.runs + 1):
         ctx.progress(f"pub: idle members and fan-out, run {index}/{ctx.config.runs}")
         with ctx.tempdir() as tmp:
@@ -470,7 +487,10 @@ def run(ctx: Context) -> list[Row]:
         ctx.progress(f"pub: half-open flood, run {index}/{ctx.config.runs}")
         with ctx.tempdir() as tmp:
             floods.append(_flood_run(ctx, sizes, tmp))
-    return _crowd_rows(sizes, crowds) + _flood_rows(sizes, floods)
+        ctx.progress(f"pub: under abuse, run {index}/{ctx.config.runs}")
+        with ctx.tempdir() as tmp:
+            abuses.append(run_abuse(abuse_sizes, tmp, ctx.progress))
+    return _crowd_rows(sizes, crowds) + _flood_rows(sizes, floods) + _abuse_rows(abuses)
 
 
 def _reached(connects: list[dict[str, Any]], goal: int, budget: float) -> str:
@@ -595,16 +615,25 @@ def _flood_rows(sizes: Sizes, runs: list[dict[str, Any]]) -> list[Row]:
     sync = _measure([r["sync"]["seconds"] for r in runs])
     taken = _measure(
         [
-            r["handshakes"]["timeout"] + r["handshakes"]["failed"] + r["handshakes"]["ok"]
+            r["handshakes"]["timeout"]
+            + r["handshakes"]["failed"]
+            + r["handshakes"]["ok"]
+            + r["handshakes"]["evicted"]
             for r in runs
         ]
     )
-    refused = _measure([max(r["handshakes"]["refused"], 0.0) for r in runs])
+    refused = _measure(
+        [max(r["handshakes"]["refused"] + r["handshakes"]["evicted"], 0.0) for r in runs]
+    )
+    split = "; ".join(
+        f"{r['handshakes']['evicted']:.0f}/{r['handshakes']['refused']:.0f}" for r in runs
+    )
     attempts = statistics.median(r["flood"]["attempts"] for r in runs)
     peak_open = statistics.median(r["flood"]["peak_open"] for r in runs)
     dial_errors = statistics.median(r["flood"]["connect_errors"] for r in runs)
     outcomes = "; ".join(
-        "/".join(f"{r['handshakes'][k]:.0f}" for k in ("timeout", "failed", "ok")) for r in runs
+        "/".join(f"{r['handshakes'][k]:.0f}" for k in ("evicted", "timeout", "failed", "ok"))
+        for r in runs
     )
     synced = sum(1 for r in runs if r["sync"]["ok"])
     tries = statistics.median(r["sync"]["attempts"] for r in runs)
@@ -646,7 +675,7 @@ def _flood_rows(sizes: Sizes, runs: list[dict[str, Any]]) -> list[Row]:
             "handshakes",
             None,
             None,
-            f"{what}; pub metrics per run, timed out/failed/ok: {outcomes} (failed: cut "
+            f"{what}; pub metrics per run, evicted/timed out/failed/ok: {outcomes} (failed: cut "
             f"when the flood ended, some still in the listen backlog; ok: the member); "
             f"{taken.spread()}",
         ),
@@ -656,8 +685,159 @@ def _flood_rows(sizes: Sizes, runs: list[dict[str, Any]]) -> list[Row]:
             "connections",
             None,
             None,
-            f"{quick}closed unread at the gate (pub metrics); {attempts:,.0f} dials, "
+            f"{quick}evicted (a newcomer took the silent socket's slot) or closed unread at "
+            f"the gate, pub metrics; evicted/refused per run: "
+            f"{split}; "
+            f"{attempts:,.0f} dials, "
             f"{dial_errors:,.0f} failed outright, peak {peak_open:,.0f} open at once; "
             f"{refused.spread()}",
+        ),
+    ]
+
+
+def _abuse_rows(runs: list[dict[str, Any]]) -> list[Row]:
+    """Rows for ``tests.pub.abuse.run_abuse``: members' sync times, the memory formula's
+    constants, and what the pub's limits did."""
+    from tests.pub.abuse import CACHE_MB, FORMULA
+
+    sizes = runs[0]["sizes"]
+    quick = "QUICK sizes; " if sizes["half_open"] != 2000 else ""
+    what = (
+        f"{quick}{sizes['idle_members']:,} idle members, {sizes['half_open']:,} half-open, "
+        f"{sizes['slowloris']} slowloris, {sizes['slow_readers']} slow readers, oversized "
+        f"frames, a request flood and an invite flood at once; max_handshakes "
+        f"{sizes['max_handshakes']}, handshake_timeout {sizes['handshake_timeout']:g} s"
+    )
+    push = _measure([r["writer"]["seconds"] for r in runs])
+    fetch = _measure([r["reader"]["seconds"] for r in runs])
+    synced = sum(1 for r in runs if r["writer"]["ok"] and r["reader"]["ok"])
+    base = _measure([r["base"] for r in runs])
+    peak = _measure([r["peak"] for r in runs])
+    after = _measure([r["after"] for r in runs])
+    per_conn = _measure(
+        [(r["rss_connections"] - r["base"]) * 1024 / max(1.0, r["connections"]) for r in runs]
+    )
+    per_handshake = _measure(
+        [
+            (r["rss_handshakes"] - r["rss_connections"]) * 1024 / max(1.0, r["handshakes"])
+            for r in runs
+        ]
+    )
+    unmeasurable = (
+        " (0.01: no growth measurable, freed memory reused)" if per_handshake.median <= 0.01 else ""
+    )
+    per_slow = _measure(
+        [(r["rss_slow"] - r["rss_warm"]) * 1024 / sizes["slow_readers"] for r in runs]
+    )
+    cache = _measure([r["rss_warm"] - r["rss_handshakes"] for r in runs])
+    evicted = _measure([r["handshake_outcomes"].get("evicted", 0.0) for r in runs])
+    refused = statistics.median(r["handshake_outcomes"].get("refused", 0.0) for r in runs)
+    timed_out = statistics.median(r["handshake_outcomes"].get("timeout", 0.0) for r in runs)
+    answered = _measure([r["requests_result"]["per_second"] for r in runs])
+    answers = runs[0]["requests_result"]["answers"]
+    bounds = [
+        FORMULA.bound_mb(
+            r["base"],
+            r["store_mb"],
+            r["connections"] + sizes["slow_readers"] + 4,
+            r["handshakes"],
+            sizes["slow_readers"],
+        )
+        for r in runs
+    ]
+    store = statistics.median(r["store_mb"] for r in runs)
+    closed = runs[0]["peers_closed"]
+    oversize = runs[0]["oversize_result"]
+    return [
+        Row(
+            ROW_NAMES[13],
+            push.median,
+            "s",
+            None,
+            None,
+            f"{what}; a member (Node, own process) pushes {sizes['posts']} entries; "
+            f"{synced}/{len(runs)} runs completed; {push.spread()}",
+        ),
+        Row(
+            ROW_NAMES[14],
+            fetch.median,
+            "s",
+            None,
+            None,
+            f"{quick}another member fetches them from the pub, meanwhile; {fetch.spread()}",
+        ),
+        Row(ROW_NAMES[15], base.median, "MB", None, None, f"{quick}VmRSS; {base.spread()}"),
+        Row(
+            ROW_NAMES[16],
+            peak.median,
+            "MB",
+            None,
+            None,
+            f"{what}; sampled every 0.25 s; formula bound {fmt(statistics.median(bounds))} MB "
+            f"(store {fmt(store)} MB, its page cache grew {fmt(cache.median)} MB); "
+            f"{peak.spread()}",
+        ),
+        Row(
+            ROW_NAMES[17],
+            after.median,
+            "MB",
+            None,
+            None,
+            f"{quick}no connection or handshake left, then one malloc_trim period; includes "
+            f"the store's page cache (<= min(store, {CACHE_MB:g} MB)); {after.spread()}",
+        ),
+        Row(
+            ROW_NAMES[18],
+            max(per_conn.median, 0.01),
+            "KB",
+            None,
+            None,
+            f"{quick}{sizes['idle_members']:,} idle replicating members over baseline; "
+            f"formula uses {FORMULA.per_connection_kb:g}; {per_conn.spread()}",
+        ),
+        Row(
+            ROW_NAMES[19],
+            max(per_handshake.median, 0.01),
+            "KB",
+            None,
+            None,
+            f"{quick}{statistics.median(r['handshakes'] for r in runs):,.0f} in flight (half-open "
+            f"flood, slots churning){unmeasurable}; "
+            f"see the half-open flood rows; formula uses {FORMULA.per_handshake_kb:g}; "
+            f"{per_handshake.spread()}",
+        ),
+        Row(
+            ROW_NAMES[20],
+            max(per_slow.median, 0.01),
+            "KB",
+            None,
+            None,
+            f"{quick}members asking for a feed of 16 KB entries, never reading; the pub holds "
+            f"up to 256 rows read for each (peer.py) besides its buffers; formula uses "
+            f"{FORMULA.per_slow_reader_kb:g}; {per_slow.spread()}",
+        ),
+        Row(
+            ROW_NAMES[21],
+            evicted.median,
+            "handshakes",
+            None,
+            None,
+            f"{quick}silent or stalled handshakes that lost their slot to a newcomer; "
+            f"refused {refused:,.0f}, timed out {timed_out:,.0f}; oversized: "
+            f"{oversize['frames']} RPC frames hung up on (slowest "
+            f"{fmt(oversize['frame_slowest_hang_up'] * 1000)} ms), {oversize['ws']} WebSocket "
+            f"messages closed {oversize['ws_close_codes']}; peers closed by reason: "
+            f"{', '.join(f'{k} {v:,.0f}' for k, v in sorted(closed.items()) if v)}; "
+            f"{evicted.spread()}",
+        ),
+        Row(
+            ROW_NAMES[22],
+            answered.median,
+            "requests/s",
+            None,
+            None,
+            f"{quick}one member, 256 requests and streams outstanding (max_streams 64): "
+            f"{', '.join(f'{k} {v:,}' for k, v in sorted(answers.items()))}; invite.use "
+            f"from a guest: {runs[0]['invites_result']['answers']}; {answered.spread()}",
         ),
     ]

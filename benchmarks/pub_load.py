@@ -11,14 +11,17 @@ command per line on stdin and answers each with one JSON line on stdout:
   first W connected members receives it in an ENTRIES message (milliseconds);
 * ``{"cmd": "quit"}`` - hang up on everything and exit.
 
-``python -m benchmarks.pub_load flood ADDRESS COUNT SECONDS`` keeps COUNT half-open
-connections (half a handshake message 1 sent, then silence) against the pub for SECONDS:
-a connection the pub closes is reopened after ``REOPEN_PAUSE``. Prints one JSON line when
-every connection has been dialled, and one with the counts at the end.
+``python -m benchmarks.pub_load flood ADDRESS COUNT SECONDS [--until-stdin-closes]`` keeps
+COUNT half-open connections (half a handshake message 1 sent, then silence) against the pub
+for SECONDS (or until stdin closes): a connection the pub closes is reopened after
+``REOPEN_PAUSE``. Prints one JSON line when every connection has been dialled, and one
+with the counts at the end.
 
-``python -m benchmarks.pub_load sync HOME ADDRESS SEED_HEX DEADLINE`` is a real member
-(``Node``, as ``p2pcrew sync`` runs it) that retries ``sync_with`` until it completes or
-DEADLINE seconds pass. Prints one JSON line.
+``python -m benchmarks.pub_load sync HOME ADDRESS SEED_HEX DEADLINE [--posts N] [--want
+FEED_HEX,...]`` is a real member (``Node``, as ``p2pcrew sync`` runs it) with N entries of
+its own (default 1), replicating the wanted feeds too, that retries ``sync_with`` until it
+completes or DEADLINE seconds pass. Prints one JSON line (with the seq it holds of each
+wanted feed).
 
 Members are real: the benchmark registered their feed ids in the pub's members file, and
 every connection completes the Secret Handshake as that member (``client_handshake``),
@@ -380,8 +383,11 @@ async def _members_main(address: Address, seed: bytes, publisher_index: int) -> 
 # ---- the half-open flood --------------------------------------------------------------
 
 
-async def _flood(address: Address, count: int, seconds: float) -> dict[str, Any]:
-    """``count`` half-open connections, each reopened when the pub closes it."""
+async def _flood(
+    address: Address, count: int, seconds: float, *, until_stdin_closes: bool = False
+) -> dict[str, Any]:
+    """``count`` half-open connections, each reopened when the pub closes it; for
+    ``seconds``, or (``until_stdin_closes``) until our stdin closes, if sooner."""
     raise_fd_limit(count + 256)
     host, port = address.host, address.port
     half = ClientHandshake(
@@ -436,27 +442,48 @@ async def _flood(address: Address, count: int, seconds: float) -> dict[str, Any]
         _print({"flooding": counts["attempts"], "open": open_now[0]})
 
     started = time.perf_counter()
-    await asyncio.gather(announce(), *(slot() for _ in range(count)))
+    flooding = asyncio.gather(announce(), *(slot() for _ in range(count)))
+    if until_stdin_closes:
+        stop = asyncio.create_task(_stdin_closed())
+        await asyncio.wait([flooding, stop], return_when=asyncio.FIRST_COMPLETED)
+        flooding.cancel()
+        stop.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await flooding
     return {**counts, "peak_open": peak[0], "seconds": time.perf_counter() - started}
+
+
+async def _stdin_closed() -> None:
+    """Returns when stdin reaches EOF (the harness's way of saying "stop")."""
+    loop = asyncio.get_running_loop()
+    while await loop.run_in_executor(None, sys.stdin.readline):
+        pass
 
 
 # ---- a real member's sync, retried ---------------------------------------------------
 
 
-def _member_node(home: Path, seed: bytes) -> Node:
-    """A member's data directory with one entry of its own to push to the pub."""
+def _member_node(home: Path, seed: bytes, posts: int = 1, want: list[bytes] | None = None) -> Node:
+    """A member's data directory with ``posts`` entries of its own to push to the pub,
+    replicating the feeds in ``want`` too."""
     home.mkdir(parents=True, exist_ok=True)
     identity = Identity.from_seed(seed)
     secret = home / "secret.json"
     if not secret.exists():
         save_identity(identity, secret)
     store = SqliteStore(home)
-    if not store.latest_seqs():
-        store.append(identity.signing_key, [encode_content(Post(time=now_ms(), text="hello"))])
-    return Node(store, identity)
+    if posts and not store.latest_seqs():
+        payloads = [encode_content(Post(time=now_ms(), text=f"hello {i}")) for i in range(posts)]
+        store.append(identity.signing_key, payloads)
+    node = Node(store, identity)
+    if want:
+        node.add_feeds(want)
+    return node
 
 
-async def _sync(node: Node, address: Address, deadline: float) -> dict[str, Any]:
+async def _sync(
+    node: Node, address: Address, deadline: float, want: list[bytes] | None = None
+) -> dict[str, Any]:
     await node.start()
     started = time.perf_counter()
     attempts = 0
@@ -479,12 +506,14 @@ async def _sync(node: Node, address: Address, deadline: float) -> dict[str, Any]
                 errors.append(link.close_reason[:80])
     finally:
         await node.close()
+        held = node.store.latest_seqs()
         node.store.close()
     return {
         "ok": done,
         "seconds": time.perf_counter() - started,
         "attempts": attempts,
         "entries_sent": sent,
+        "held": {feed.hex(): held.get(feed, 0) for feed in want or []},
         "errors": sorted(set(errors))[:5],
     }
 
@@ -503,10 +532,17 @@ def main() -> None:
     if mode == "members":
         asyncio.run(_members_main(parse_address(args[0]), bytes.fromhex(args[1]), int(args[2])))
     elif mode == "flood":
-        _print(asyncio.run(_flood(parse_address(args[0]), int(args[1]), float(args[2]))))
+        until = "--until-stdin-closes" in args[3:]
+        flood = _flood(
+            parse_address(args[0]), int(args[1]), float(args[2]), until_stdin_closes=until
+        )
+        _print(asyncio.run(flood))
     elif mode == "sync":
-        node = _member_node(Path(args[0]), bytes.fromhex(args[2]))
-        _print(asyncio.run(_sync(node, parse_address(args[1]), float(args[3]))))
+        options = dict(zip(args[4::2], args[5::2], strict=True))
+        posts = int(options.get("--posts", "1"))
+        want = [bytes.fromhex(f) for f in options.get("--want", "").split(",") if f]
+        node = _member_node(Path(args[0]), bytes.fromhex(args[2]), posts, want)
+        _print(asyncio.run(_sync(node, parse_address(args[1]), float(args[3]), want)))
     else:
         raise SystemExit(f"unknown mode {mode!r}")
 
