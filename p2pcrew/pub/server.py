@@ -31,12 +31,12 @@ from typing import Any, Final, cast
 from aiohttp import WebSocketError, WSCloseCode, WSMessage, WSMsgType, web
 
 from p2pcrew.pub import status
-from p2pcrew.pub.admission import HandshakeGate, Ticket, WatchedServerHandshake
 from p2pcrew.pub.config import PubConfig
 from p2pcrew.pub.invites import RUNTIME_FILE, write_json_atomic
 from p2pcrew.pub.metrics import CONTENT_TYPE, Snapshot, render
 from p2pcrew.pub.relay import PubRelay
 from p2pcrew.replicate.address import Address
+from p2pcrew.replicate.admission import HandshakeGate, Ticket, WatchedServerHandshake
 from p2pcrew.replicate.peer import PeerLink
 from p2pcrew.replicate.secure_stream import SecureStream, run_handshake
 from p2pcrew.replicate.transport_errors import PeerTimeout, TransportError

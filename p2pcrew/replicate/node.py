@@ -34,9 +34,10 @@ from p2pcrew.feed.store import PeerRecord, Store, now_ms
 from p2pcrew.replicate import ebt
 from p2pcrew.replicate import messages as m
 from p2pcrew.replicate.address import Address
+from p2pcrew.replicate.admission import HandshakeGate, WatchedServerHandshake
 from p2pcrew.replicate.peer import PeerLink
 from p2pcrew.replicate.scope import DEFAULT_HOPS, compute_scope
-from p2pcrew.replicate.secure_stream import SecureStream, client_handshake, server_handshake
+from p2pcrew.replicate.secure_stream import SecureStream, client_handshake, run_handshake
 from p2pcrew.replicate.shs import P2PCREW_NETWORK_KEY
 from p2pcrew.replicate.transport_errors import PeerTimeout, TransportError
 
@@ -47,7 +48,8 @@ CONNECT_TIMEOUT = 10.0
 TICK_SECONDS = 1.0
 DEFAULT_MAX_CONNECTIONS = 64
 MAX_HANDSHAKES_IN_FLIGHT = 16
-"""Incoming handshakes at once; more are refused before reading (slowloris floods)."""
+"""Incoming handshakes at once. Beyond it the oldest one still silent (or stalled) is
+evicted for the newcomer; only a burst of young, valid handshakes is refused unread."""
 FORK_RULES = ("fork", "feed-forked")
 RECEIPT_TICKS = 60
 """Look for due crew receipts once a minute (each crew's come at most hourly)."""
@@ -94,7 +96,8 @@ class Node:
         self.request_handlers: dict[str, RequestHandler] = {}
         """Extra RPC request methods (a pub adds ``invite.use``)."""
         self.links: dict[bytes, PeerLink] = {}
-        self._handshaking = 0
+        self.handshakes = HandshakeGate(MAX_HANDSHAKES_IN_FLIGHT)
+        """Incoming handshakes in flight; a flood of silent ones is evicted, oldest first."""
         self.extra_feeds: set[bytes] = {p.feed for p in store.known_peers()}
         self.stats = NodeStats()
         self.state = ebt.EngineState(local=store.latest_seqs(), wanted=frozenset())
@@ -162,25 +165,31 @@ class Node:
         return link
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        full = len(self.links) + self._handshaking >= self.max_connections
-        if full or self._handshaking >= MAX_HANDSHAKES_IN_FLIGHT:
-            writer.close()  # refused before reading a byte: a flood costs us nothing
+        room = self.max_connections - len(self.links)
+        ticket = self.handshakes.enter("tcp", time.monotonic(), writer.transport.abort, room=room)
+        if ticket is None:
+            writer.transport.abort()  # refused before reading a byte: a flood costs us nothing
             return
-        self._handshaking += 1
-        try:
-            stream = await server_handshake(
-                reader,
-                writer,
+
+        def machine() -> WatchedServerHandshake:
+            return WatchedServerHandshake(
                 self.network_key,
                 self.identity.signing_key,
-                timeout=HANDSHAKE_TIMEOUT,
+                lambda: self.handshakes.msg1_received(ticket),
             )
+
+        try:
+            stream = await run_handshake(machine, reader, writer, HANDSHAKE_TIMEOUT)
         except (TransportError, OSError) as exc:
-            log.info("incoming handshake failed: %s", exc)
+            if not ticket.evicted:
+                log.info("incoming handshake failed: %s", exc)
             writer.close()
             return
         finally:
-            self._handshaking -= 1
+            self.handshakes.leave(ticket)
+        if ticket.evicted:  # evicted while msg4 was being flushed: already hung up
+            stream.abort()
+            return
         peername = writer.get_extra_info("peername")
         link = self.adopt(stream, client=False, address=str(peername))
         if link is not None:

@@ -1,4 +1,4 @@
-"""The pub's handshake admission policy, without sockets (``p2pcrew.pub.admission``).
+"""The pub's handshake admission policy, without sockets (``p2pcrew.replicate.admission``).
 
 The policy: when every slot is taken, the newcomer takes the slot of the oldest
 handshake that has not sent a valid msg1, else of the oldest that stalled after msg1
@@ -12,7 +12,7 @@ from collections.abc import Callable
 import pytest
 from nacl.signing import SigningKey
 
-from p2pcrew.pub.admission import HandshakeGate, Ticket, WatchedServerHandshake
+from p2pcrew.replicate.admission import HandshakeGate, Ticket, WatchedServerHandshake
 from p2pcrew.pub.metrics import PubMetrics, Snapshot, close_reason_label, render
 from p2pcrew.replicate.shs import P2PCREW_NETWORK_KEY, ClientHandshake, HandshakeState
 from p2pcrew.replicate.transport_errors import HandshakeFailed

@@ -1,4 +1,8 @@
-"""Handshake admission: who gets one of the pub's ``max_handshakes`` slots, and who loses one.
+"""Handshake admission: who gets one of the ``max_handshakes`` slots, and who loses one.
+
+Used by the pub (``max_handshakes``, default 512) and by every node that listens
+(``p2pcrew serve``, the app: ``MAX_HANDSHAKES_IN_FLIGHT``, 16), so a hostile peer on the
+meetup's Wi-Fi cannot lock a laptop out with a handful of silent sockets either.
 
 Why eviction, not plain refusal
 -------------------------------
