@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -79,6 +80,9 @@ class Members:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._joined: dict[bytes, int] = self._load()
+        self._writing = threading.Lock()
+        """``add`` runs on worker threads: without it, people joining at the same moment
+        each wrote back their own copy and the last write won (a member was lost)."""
 
     def __contains__(self, key: object) -> bool:
         return key in self._joined
@@ -95,12 +99,13 @@ class Members:
 
     def add(self, key: bytes, when: int) -> bool:
         """Add and persist; False if already a member. Raises OSError."""
-        if key in self._joined:
-            return False
-        joined = {**self._joined, key: when}
-        write_json_atomic(self.path, _members_document(joined))
-        self._joined = joined
-        return True
+        with self._writing:
+            if key in self._joined:
+                return False
+            joined = {**self._joined, key: when}
+            write_json_atomic(self.path, _members_document(joined))
+            self._joined = joined
+            return True
 
     def _load(self) -> dict[bytes, int]:
         try:

@@ -173,3 +173,26 @@ def test_rate_limiter_buckets_refill_and_stay_bounded() -> None:
     assert limiter.allow(b"b", 20.0)  # others have their own bucket
     limiter.allow(b"c", 20.0)
     assert len(limiter._buckets) == 2  # the oldest key was forgotten
+
+
+def test_members_joining_at_the_same_moment_are_all_kept(tmp_path: Path) -> None:
+    """The relay calls ``Members.add`` on worker threads; none may overwrite another."""
+    import threading
+
+    from p2pcrew.pub.relay import Members
+
+    members = Members(tmp_path / "pub-members.json")
+    keys = [bytes([i]) * 32 for i in range(1, 33)]
+    start = threading.Barrier(len(keys))
+
+    def join(key: bytes) -> None:
+        start.wait()
+        members.add(key, 1)
+
+    threads = [threading.Thread(target=join, args=(k,)) for k in keys]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert members.keys() == set(keys)
+    assert Members(tmp_path / "pub-members.json").keys() == set(keys)  # and on disk
