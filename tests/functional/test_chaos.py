@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.functional import chaos
+from tests.functional.chaos_parts import in_ci
 from tests.functional.netns import netns_unavailable
 
 LONG = os.environ.get("P2PCREW_CHAOS_LONG", "") not in ("", "0")
@@ -34,7 +35,7 @@ SEED = int(os.environ.get("P2PCREW_CHAOS_SEED", "2026"))
 def test_five_laptops_and_a_pub_converge_through_chaos(tmp_path: Path) -> None:
     reason = netns_unavailable()
     if reason is not None:
-        if chaos.in_ci():
+        if in_ci():
             pytest.fail(f"the chaos scenario must run in CI but cannot: {reason}")
         pytest.skip(reason)
     config = chaos.LONG if LONG else chaos.SMALL
