@@ -77,6 +77,10 @@ class SqliteStore(Store):
         self._mutex = threading.RLock()
         self._lock_file: IO[str] | None = None
         self._checkpointer: Checkpointer | None = None
+        self._txn_owner: int | None = None
+        self._pending_content: list[tuple[object, ...]] = []
+        self._pending_threads: list[tuple[object, ...]] = []
+        """Index rows written in one ``executemany`` per transaction (``_flush_index``)."""
         self._durable = True
         self._any_tombstones = True  # until the first look says otherwise
         path = self.directory / DB_NAME
@@ -162,11 +166,17 @@ class SqliteStore(Store):
                 self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
                 self._durable = durable
             self._db.execute("BEGIN IMMEDIATE")
+            self._txn_owner = threading.get_ident()
             try:
                 yield
+                self._flush_index()
             except BaseException:
+                self._pending_content.clear()
+                self._pending_threads.clear()
+                self._txn_owner = None
                 self._db.execute("ROLLBACK")
                 raise
+            self._txn_owner = None
             self._db.execute("COMMIT")
             if self._checkpointer is not None:
                 self._checkpointer.committed()
@@ -208,6 +218,35 @@ class SqliteStore(Store):
         else:
             self._index(rowid, entry.id, indexed)
 
+    def _flush_index(self) -> None:
+        """Write the content and thread rows gathered in this transaction.
+
+        One ``executemany`` per table instead of two ``execute`` calls per entry: on
+        bulk ingest each call was a GIL hand-off the verify threads had to wait for.
+        Called before COMMIT and by every method that reads these tables, so within a
+        transaction nothing ever sees them stale. Only the thread that owns the
+        transaction flushes: another thread's read must not write into it.
+        """
+        if self._txn_owner != threading.get_ident():
+            return
+        if self._pending_content:
+            rows, self._pending_content = self._pending_content, []
+            self._db.executemany(
+                "INSERT INTO content(entry_rowid, type, claimed_time, root, parent, target, crew) "
+                "VALUES (?,?,?,?,?,?,?)",
+                rows,
+            )
+        if self._pending_threads:
+            rows, self._pending_threads = self._pending_threads, []
+            self._db.executemany(
+                "INSERT INTO threads(root, crew, last_order, replies) VALUES (?,?,?,?) "
+                "ON CONFLICT(root) DO UPDATE SET "
+                "crew=CASE WHEN excluded.replies=0 THEN excluded.crew ELSE crew END, "
+                "replies=replies+excluded.replies, "
+                "last_order=max(last_order, excluded.last_order)",
+                rows,
+            )
+
     def _index(self, rowid: int | None, entry_id: bytes, indexed: Indexed) -> None:
         row = indexed.row
         if row is not None and row.type == "post":
@@ -217,10 +256,8 @@ class SqliteStore(Store):
         if row is not None and row.action is not None and row.target is not None:
             self._remember_contact(entry_id, row.target, row.action)
         if row is not None:
-            self._db.execute(
-                "INSERT INTO content(entry_rowid, type, claimed_time, root, parent, target, crew) "
-                "VALUES (?,?,?,?,?,?,?)",
-                (rowid, row.type, row.claimed_time, row.root, row.parent, row.target, row.crew),
+            self._pending_content.append(
+                (rowid, row.type, row.claimed_time, row.root, row.parent, row.target, row.crew)
             )
         if indexed.plaintext is not None:
             self._db.execute(
@@ -230,20 +267,10 @@ class SqliteStore(Store):
 
     def _count_in_thread(self, rowid: int | None, entry_id: bytes, row: IndexRow) -> None:
         """Keep the thread summary current: a root starts one, a reply bumps it."""
-        if row.root is None:
-            self._db.execute(
-                "INSERT INTO threads(root, crew, last_order, replies) VALUES (?,?,?,0) "
-                "ON CONFLICT(root) DO UPDATE SET crew=excluded.crew, "
-                "last_order=max(last_order, excluded.last_order)",
-                (entry_id, row.crew, rowid),
-            )
+        if row.root is None:  # replies 0 also tells the flush: this row sets the crew
+            self._pending_threads.append((entry_id, row.crew, rowid, 0))
         else:
-            self._db.execute(
-                "INSERT INTO threads(root, crew, last_order, replies) VALUES (?,?,?,1) "
-                "ON CONFLICT(root) DO UPDATE SET replies=replies+1, "
-                "last_order=max(last_order, excluded.last_order)",
-                (row.root, row.crew, rowid),
-            )
+            self._pending_threads.append((row.root, row.crew, rowid, 1))
 
     def _remember_name(self, entry_id: bytes, name: str) -> None:
         self._db.execute(
@@ -263,6 +290,7 @@ class SqliteStore(Store):
 
     def _backfill(self, content_type: str) -> None:
         """Migrations cannot decode CBOR in SQL: fill a summary table once, in Python."""
+        self._flush_index()
         from p2pcrew.feed.indexing import index_row
 
         rows = self._all(
@@ -318,6 +346,7 @@ class SqliteStore(Store):
         )
 
     def _drop_payload(self, entry_id: bytes) -> None:
+        self._flush_index()
         for table in ("content", "opened", "sealed"):
             self._db.execute(
                 f"DELETE FROM {table} WHERE entry_rowid=(SELECT rowid FROM entries WHERE id=?)",  # noqa: S608 - fixed table names
@@ -379,6 +408,7 @@ class SqliteStore(Store):
         return [ForkProof(*r) for r in rows]
 
     def thread(self, root: bytes) -> list[StoredEntry]:
+        self._flush_index()
         rows = self._all(
             "SELECT e.header, e.payload, e.received_at, e.rowid, o.plaintext "
             "FROM entries e LEFT JOIN opened o ON o.entry_rowid=e.rowid "
@@ -392,6 +422,7 @@ class SqliteStore(Store):
         return [_stored(r) for r in rows]
 
     def by_type(self, content_type: str, limit: int | None = None) -> list[StoredEntry]:
+        self._flush_index()
         rows = self._all(
             "SELECT e.header, e.payload, e.received_at, e.rowid, o.plaintext FROM content c "
             "JOIN entries e ON e.rowid=c.entry_rowid LEFT JOIN opened o ON o.entry_rowid=e.rowid "
@@ -402,6 +433,7 @@ class SqliteStore(Store):
         return [_stored(r) for r in rows]
 
     def referring(self, target: bytes, content_type: str | None = None) -> list[StoredEntry]:
+        self._flush_index()
         rows = self._all(
             "SELECT e.header, e.payload, e.received_at, e.rowid, o.plaintext FROM content c "
             "JOIN entries e ON e.rowid=c.entry_rowid LEFT JOIN opened o ON o.entry_rowid=e.rowid "
@@ -447,6 +479,7 @@ class SqliteStore(Store):
     def crew_content(
         self, crew: bytes, content_type: str, limit: int | None = None
     ) -> list[StoredEntry]:
+        self._flush_index()
         rows = self._all(
             "SELECT e.header, e.payload, e.received_at, e.rowid, o.plaintext FROM content c "
             "JOIN entries e ON e.rowid=c.entry_rowid LEFT JOIN opened o ON o.entry_rowid=e.rowid "
@@ -458,6 +491,7 @@ class SqliteStore(Store):
         return [_stored(r) for r in rows]
 
     def thread_stats(self, crew: bytes | None, me: bytes, limit: int = 200) -> list[ThreadStats]:
+        self._flush_index()
         rows = self._all(
             "SELECT t.replies, t.last_order, coalesce(m.seen_order, 0), "
             "e.header, e.payload, e.received_at, e.rowid, o.plaintext FROM threads t "
@@ -476,6 +510,7 @@ class SqliteStore(Store):
         return out
 
     def _unread_replies(self, root: bytes, seen: int, me: bytes) -> int:
+        self._flush_index()
         if seen == 0:
             row = self._one(
                 "SELECT COUNT(*) FROM content c JOIN entries e ON e.rowid = c.entry_rowid "
