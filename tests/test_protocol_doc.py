@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
+import struct
+from dataclasses import dataclass
 from pathlib import Path
 
+import nacl.bindings
 import nacl.signing
+import pytest
 
 from p2pcrew.feed import content as c
 from p2pcrew.feed.entry import create_entry, decode_entry, lipmaa, verify_signature
+from p2pcrew.feed.identity import Identity, feed_key_to_curve25519
+from p2pcrew.replicate import discovery_tags as lan
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "protocol.md"
 CHECK = re.compile(r"<!-- check: (?P<name>[\w.]+) -->\s*```\w*\n(?P<body>.*?)```", re.S)
@@ -22,7 +29,9 @@ def generated() -> dict[str, str]:
     key = nacl.signing.SigningKey(bytes(range(32)))
     p1 = c.encode_content(c.Post(text="hello crew", time=1_700_000_000_000))
     e1 = create_entry(key, 1, None, None, p1)
-    p2 = c.encode_content(c.Request(kind="ask", title="drill", category="tools", time=1_700_000_060_000))
+    p2 = c.encode_content(
+        c.Request(kind="ask", title="drill", category="tools", time=1_700_000_060_000)
+    )
     e2 = create_entry(key, 2, e1.id, e1.id, p2)
     return {
         "author": bytes(key.verify_key).hex(),
@@ -59,3 +68,185 @@ def test_documented_network_key() -> None:
     from p2pcrew.replicate.shs import P2PCREW_NETWORK_KEY
 
     assert P2PCREW_NETWORK_KEY.hex() in DOC.read_text()
+
+
+# --------------------------------------------------------------------------- §9 LAN discovery
+
+LAN_TIME = 1_700_000_000
+LAN_NONCE = bytes(range(0xA0, 0xB0))
+LAN_CREW_KEY = bytes(range(0x80, 0xA0))
+
+
+@dataclass(frozen=True)
+class LanExample:
+    """The fixed inputs of §9.9 and what the real code derives from them."""
+
+    a: Identity
+    b: Identity
+    window: int
+    pair: bytes
+    group: bytes
+    announcement: lan.Announcement
+
+    @classmethod
+    def build(cls) -> LanExample:
+        a = Identity.from_seed(bytes(range(32)))
+        b = Identity.from_seed(bytes(range(32, 64)))
+        window = lan.window_of(LAN_TIME)
+        pair = lan.pair_secret(a, b.public_key)
+        group = lan.group_secret(LAN_CREW_KEY)
+        # Fixed decoys in place of random ones (and no shuffle), so the record is reproducible.
+        tags = [bytes([0x11 * i]) * 8 for i in range(1, 8)]
+        tags.insert(3, lan.tag(pair, window, LAN_NONCE))
+        entry = (
+            lan.tag(group, window, LAN_NONCE),
+            lan.seal_key(group, window, LAN_NONCE, a.public_key),
+        )
+        groups = ((b"\xee" * lan.TAG_BYTES, b"\xee" * lan.SEALED_BYTES), entry)
+        return cls(a, b, window, pair, group, lan.Announcement(LAN_NONCE, tuple(tags), groups))
+
+
+def lan_generated() -> dict[str, str]:
+    ex = LanExample.build()
+    x_a = ex.a.curve25519_secret()
+    u_b = feed_key_to_curve25519(ex.b.public_key)
+    box_key = hashlib.blake2b(b"p2pcrew-lan-key", key=ex.group, digest_size=32).digest()
+    return {
+        "lan.b.author": ex.b.public_key.hex(),
+        "lan.a.x25519_secret": x_a.hex(),
+        "lan.b.x25519_public": u_b.hex(),
+        "lan.pair.x25519": nacl.bindings.crypto_scalarmult(x_a, u_b).hex(),
+        "lan.pair.secret": ex.pair.hex(),
+        "lan.tag.input": (b"p2pcrew-lan-tag" + struct.pack(">Q", ex.window) + LAN_NONCE).hex(),
+        "lan.pair.tag": lan.tag(ex.pair, ex.window, LAN_NONCE).hex(),
+        "lan.group.secret": ex.group.hex(),
+        "lan.group.tag": lan.tag(ex.group, ex.window, LAN_NONCE).hex(),
+        "lan.group.box_key": box_key.hex(),
+        "lan.group.box_nonce": (LAN_NONCE + struct.pack(">Q", ex.window)).hex(),
+        "lan.group.sealed": ex.announcement.groups[1][1].hex(),
+        "lan.txt": lan.encode_txt(ex.announcement).hex(),
+    }
+
+
+def test_every_documented_lan_example_matches_the_code() -> None:
+    doc, code = documented(), lan_generated()
+    assert set(doc) >= set(code), f"examples missing from the doc: {set(code) - set(doc)}"
+    for name, value in code.items():
+        assert doc[name] == value, f"docs/protocol.md example {name} is stale"
+
+
+def test_documented_lan_formulas_agree_with_the_code() -> None:
+    """The formulas of §9.2-9.4, recomputed by hand from primitives, give the code's bytes."""
+    ex = LanExample.build()
+    doc = documented()
+    seed_hash = bytearray(hashlib.sha512(bytes(range(32))).digest()[:32])
+    seed_hash[0] &= 248
+    seed_hash[31] &= 127
+    seed_hash[31] |= 64
+    assert bytes(seed_hash).hex() == doc["lan.a.x25519_secret"]
+    # Both ends compute the same pairwise secret: smaller feed id first.
+    low, high = sorted((ex.a.public_key, ex.b.public_key))
+    shared = bytes.fromhex(doc["lan.pair.x25519"])
+    by_hand = hashlib.blake2b(shared + low + high, digest_size=32, person=b"p2pcrew-lan-pair")
+    from_b = lan.pair_secret(ex.b, ex.a.public_key)
+    assert by_hand.hexdigest() == doc["lan.pair.secret"] == from_b.hex()
+    assert ex.window == LAN_TIME // 600 == 2833333
+    tag_input = bytes.fromhex(doc["lan.tag.input"])
+    assert len(tag_input) == 39
+    key = bytes.fromhex(doc["lan.pair.secret"])
+    tag = hashlib.blake2b(tag_input, key=key, digest_size=32).digest()[:8]
+    assert tag.hex() == doc["lan.pair.tag"]
+    group = hashlib.blake2b(b"", key=LAN_CREW_KEY, digest_size=32, person=b"p2pcrew-lan-crew")
+    assert group.hexdigest() == doc["lan.group.secret"]
+    sealed = nacl.bindings.crypto_secretbox(
+        ex.a.public_key,
+        bytes.fromhex(doc["lan.group.box_nonce"]),
+        bytes.fromhex(doc["lan.group.box_key"]),
+    )
+    assert sealed.hex() == doc["lan.group.sealed"]
+
+
+def test_documented_txt_record_decodes_and_is_recognised() -> None:
+    ex = LanExample.build()
+    raw = bytes.fromhex(documented()["lan.txt"])
+    announcement = lan.decode_txt(raw)
+    assert announcement == ex.announcement
+    assert len(raw) == 277 and "The TXT rdata, 277 bytes" in DOC.read_text()
+    # B recognises A through their pairwise secret and through the crew, within one window
+    # of skew either way, and not beyond.
+    by_pair = lan.Secret(ex.pair, ex.a.public_key, "contact")
+    by_crew = lan.Secret(ex.group, None, "crew")
+    for skew in (-1, 0, 1):
+        found = lan.match(announcement, [by_pair, by_crew], ex.b.public_key, ex.window + skew)
+        assert [(m.peer, m.label, m.window) for m in found] == [
+            (ex.a.public_key, "contact", ex.window),
+            (ex.a.public_key, "crew", ex.window),
+        ]
+    for skew in (-2, 2):
+        assert lan.match(announcement, [by_pair, by_crew], ex.b.public_key, ex.window + skew) == []
+    # A never recognises itself through the crew.
+    assert lan.match(announcement, [by_crew], ex.a.public_key, ex.window) == []
+
+
+def test_documented_lan_constants() -> None:
+    text = DOC.read_text()
+    assert f"DNS-SD service type `{lan.SERVICE_TYPE}`" in text
+    assert lan.WINDOW_SECONDS == 600 and sorted(lan.SKEW_WINDOWS) == [-1, 0, 1]
+    assert "the windows `w`, `w \u2212 1`, `w + 1`\nin that order" in text
+    assert lan.SKEW_WINDOWS == (0, -1, 1)
+    assert lan.PAIR_BUCKETS == (8, 16, 32, 48) and "**8, 16, 32, 48**" in text
+    assert lan.GROUP_BUCKETS == (0, 2, 4) and "**0, 2, 4**" in text
+    assert f"at most **{lan.MAX_TXT_BYTES}**" in text
+    assert f"the first {lan.MAX_MATCH_SECRETS}\nof that list" in text
+    smallest = lan.encode_txt(lan.build_announcement(bytes(32), [], 0))
+    everything = [lan.Secret(bytes([i]) * 32, bytes([i]) * 32, "c") for i in range(60)]
+    everything += [lan.Secret(bytes([i]) * 32, None, "g") for i in range(6)]
+    largest = lan.encode_txt(lan.build_announcement(bytes(32), everything, 0))
+    assert f"between {len(smallest)} bytes (8 tags, no group) and {len(largest)} bytes (48" in text
+
+
+def _txt(*strings: bytes) -> bytes:
+    return b"".join(bytes((len(s),)) + s for s in strings)
+
+
+V, N = b"v=1", b"n=oKGio6SlpqeoqaqrrK2urw"
+T8 = b"t0=" + lan._b64(bytes(64))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        _txt(V, N, T8) + b"\x00" * (lan.MAX_TXT_BYTES - len(_txt(V, N, T8)) + 1),  # > 1024
+        _txt(V, N, T8)[:-1],  # truncated string
+        _txt(V, N, T8, b""),  # empty string
+        _txt(V, N, T8, b"x"),  # bare key
+        _txt(V, N, T8, b"x="),  # empty value
+        _txt(V, N, T8, V),  # duplicate key
+        _txt(N, T8),  # no version
+        _txt(V, T8),  # no nonce
+        _txt(V, N + b"==", T8),  # padded base64url
+        _txt(V, b"n=oKGio6SlpqeoqaqrrK2urx", T8),  # non-zero unused bits
+        _txt(V, b"n=oKGio6SlpqeoqaqrrK2u+w", T8),  # '+' is not base64url
+        _txt(V, b"n=oKGio6SlpqeoqaqrrK2u", T8),  # 15-byte nonce
+        _txt(V, N, b"t1=" + T8[3:]),  # numbering gap
+        _txt(V, N, b"t00=" + T8[3:]),  # not a known key
+        _txt(V, N, b"T0=" + T8[3:]),  # keys are case-sensitive
+        _txt(V, N, b"t0=" + lan._b64(bytes(12))),  # not a multiple of 8
+        _txt(V, N, b"t0=" + lan._b64(bytes(136))),  # more than 16 tags in a string
+        _txt(V, N, *(b"t%d=" % i + lan._b64(bytes(56)) for i in range(7))),  # 49 tags
+        _txt(V, N, T8, b"g0=" + lan._b64(bytes(55))),  # group entry of the wrong size
+        _txt(V, N, T8, *(b"g%d=" % i + lan._b64(bytes(56)) for i in range(5))),  # 5 groups
+    ],
+)
+def test_documented_decoding_rules_reject(raw: bytes) -> None:
+    with pytest.raises(lan.BadAnnouncement):
+        lan.decode_txt(raw)
+
+
+def test_documented_decoding_rules_accept() -> None:
+    assert lan.decode_txt(_txt(V, N)).tags == ()  # no pairwise string at all
+    assert len(lan.decode_txt(_txt(T8, N, V)).tags) == 8  # any order of strings
+    split = _txt(V, N, b"t0=" + lan._b64(bytes(8)), b"t1=" + lan._b64(bytes(120)))
+    assert len(lan.decode_txt(split).tags) == 16  # strings need not be full
+    with pytest.raises(lan.UnsupportedVersion):
+        lan.decode_txt(_txt(b"v=2", b"anything=goes"))
