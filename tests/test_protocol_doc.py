@@ -197,7 +197,7 @@ def test_documented_lan_constants() -> None:
     assert lan.PAIR_BUCKETS == (8, 16, 32, 48) and "**8, 16, 32, 48**" in text
     assert lan.GROUP_BUCKETS == (0, 2, 4) and "**0, 2, 4**" in text
     assert f"at most **{lan.MAX_TXT_BYTES}**" in text
-    assert f"the first {lan.MAX_MATCH_SECRETS}\nof that list" in text
+    assert f"then its group secrets, {lan.MAX_MATCH_SECRETS} secrets\nat most" in text
     smallest = lan.encode_txt(lan.build_announcement(bytes(32), [], 0))
     everything = [lan.Secret(bytes([i]) * 32, bytes([i]) * 32, "c") for i in range(60)]
     everything += [lan.Secret(bytes([i]) * 32, None, "g") for i in range(6)]

@@ -8,7 +8,7 @@ module is the asyncio + zeroconf adapter around it, one ``LanDiscovery`` per nod
 - *Announcing.* ``_p2pcrew._tcp.local.`` with a random 16-hex instance name and a
   random host name (never the computer's name), the node's port, its LAN IPv4
   addresses, and the TXT record of ``discovery_tags``: tags for the people this
-  node follows (and, later, its crews). Only people you follow get a tag: following
+  node follows and for its crews. Only people you follow get a tag: following
   is public, so a tag for every follower would let anyone who follows you notice
   you walk into a room. A new instance name (and a new nonce) is announced when
   the 10-minute window turns and when the machine's addresses change, so a laptop
@@ -122,7 +122,7 @@ FoundCallback = Callable[[bytes, Address], None]
 
 
 def no_groups() -> list[tuple[bytes, str]]:
-    """The ``SecretSource`` until crews exist: no group secrets."""
+    """A ``SecretSource`` with no group secrets (a node that belongs to no crew)."""
     return []
 
 
@@ -173,18 +173,28 @@ def _last_received(store: Store, feed: bytes) -> int:
 
 
 def collect_secrets(node: Node, groups: SecretSource) -> list[Secret]:
-    """Pairwise secrets in announcing order, then group secrets; unusable keys skipped."""
+    """Pairwise secrets in announcing order, then group secrets; unusable keys skipped.
+
+    At most ``MAX_MATCH_SECRETS`` in all, and the crews' group secrets always among
+    them: someone following hundreds of feeds must still recognise their own crew
+    (the pairwise list is cut short to make room, least recently active last).
+    """
     me = node.identity.public_key
-    owned: list[Secret] = []
-    for feed in rank_contacts(lan_contacts(node.store, me))[:MAX_MATCH_SECRETS]:
-        with contextlib.suppress(BadSecret):
-            owned.append(Secret(pair_secret(node.identity, feed), feed, "contact"))
+    crews: list[Secret] = []
     for crew_key, label in groups():
         try:
-            owned.append(Secret(group_secret(crew_key), None, label))
+            crews.append(Secret(group_secret(crew_key), None, label))
         except BadSecret as exc:
             log.warning("LAN discovery skips group %r: %s", label, exc)
-    return owned
+    crews = crews[:MAX_MATCH_SECRETS]
+    room = MAX_MATCH_SECRETS - len(crews)
+    owned: list[Secret] = []
+    for feed in rank_contacts(lan_contacts(node.store, me)):
+        if len(owned) >= room:
+            break
+        with contextlib.suppress(BadSecret):
+            owned.append(Secret(pair_secret(node.identity, feed), feed, "contact"))
+    return owned + crews
 
 
 # --------------------------------------------------------------------------- the adapter

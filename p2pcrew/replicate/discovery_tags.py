@@ -20,7 +20,7 @@ Secrets come in two kinds:
 - *pairwise*, one per followed feed ``F``: ``S = BLAKE2b-256(person="p2pcrew-lan-pair",
   X25519(my_curve_secret, curve(F)) || min(me, F) || max(me, F))``. Both ends compute
   the same ``S``; the browser that matches it knows it found ``F``.
-- *group*, supplied by a ``SecretSource`` (crews, in a later issue): ``S =
+- *group*, supplied by a ``SecretSource`` (one per crew, ``crew.directory.lan_secrets``): ``S =
   BLAKE2b-256(person="p2pcrew-lan-crew", key=crew_key)`` (domain-separated from the
   crew's encryption key). A member matching a group tag does not know *which* member
   announced it, so each group tag travels with a sealed copy of the announcer's feed
