@@ -813,7 +813,7 @@ def _abuse_rows(runs: list[dict[str, Any]]) -> list[Row]:
             None,
             None,
             f"{quick}members asking for a feed of 16 KB entries, never reading; the pub holds "
-            f"up to 256 rows read for each (peer.py) besides its buffers; formula uses "
+            f"the batch being sent and its RPC and socket buffers; formula uses "
             f"{FORMULA.per_slow_reader_kb:g}; {per_slow.spread()}",
         ),
         Row(

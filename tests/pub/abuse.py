@@ -140,11 +140,12 @@ class Formula:
 CACHE_MB: Final = 64.0
 """The store's page cache limit (``PRAGMA cache_size=-65536`` in ``SqliteStore``)."""
 FORMULA: Final = Formula(
-    per_connection_kb=32.0, per_handshake_kb=20.0, per_slow_reader_kb=4608.0, slack_mb=20.0
+    per_connection_kb=32.0, per_handshake_kb=24.0, per_slow_reader_kb=1024.0, slack_mb=20.0
 )
-"""Measured (full benchmark, one run): 21-26 KB per idle member, 16 KB per handshake in
-flight (500 half-open: 47.9 -> 55.9 MB), 3.7 MB per slow reader of 16 KB entries (it
-holds up to 256 rows read from the store: ``PeerLink._send_next_entries``)."""
+"""Measured (full benchmark, one run): 21-26 KB per idle member, 16-22.5 KB per handshake
+in flight, 746 KB per slow reader of 16 KB entries (the batch it is being sent, the RPC
+and socket buffers; it was 3.7 MB while ``PeerLink._send_next_entries`` kept every row
+it had read alive during the wait for credit)."""
 RETURN_MB: Final = 30.0
 """After every abuser left, VmRSS stays within this of baseline (Python's allocator keeps
 some freed arenas; see docs/reliability.md)."""

@@ -12,8 +12,8 @@ from collections.abc import Callable
 import pytest
 from nacl.signing import SigningKey
 
-from p2pcrew.replicate.admission import HandshakeGate, Ticket, WatchedServerHandshake
 from p2pcrew.pub.metrics import PubMetrics, Snapshot, close_reason_label, render
+from p2pcrew.replicate.admission import HandshakeGate, Ticket, WatchedServerHandshake
 from p2pcrew.replicate.shs import P2PCREW_NETWORK_KEY, ClientHandshake, HandshakeState
 from p2pcrew.replicate.transport_errors import HandshakeFailed
 
