@@ -41,6 +41,7 @@ from p2pcrew.feed.sqlite_store import SqliteStore
 from p2pcrew.home import Home
 from p2pcrew.publishing import publish
 from p2pcrew.replicate.discovery import NOBODY_MESSAGE, QUIET_TIMEOUT
+from tests.functional.chaos_parts import Proc
 from tests.functional.netns import Host, namespaces, netns_unavailable
 from tests.functional.pub_netns import UPLINK_PORT, VenueLan, tcp_reachable
 
@@ -81,50 +82,11 @@ def p2pcrew_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "p2pcrew", *args]
 
 
-class Background:
+class Background(Proc):
     """A long-running ``p2pcrew`` command in a namespace; output goes to files we poll."""
 
     def __init__(self, host: Host, home: Path, log: Path, *args: str) -> None:
-        self.log = log
-        self.err = log.with_suffix(".err")
-        with self.log.open("w") as out, self.err.open("w") as err:
-            # ``ip netns exec`` execs the command: this PID is p2pcrew itself.
-            self.proc = subprocess.Popen(
-                host.command(p2pcrew_argv(*args)),
-                cwd=ROOT,
-                env=cli_env(home),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-            )
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def describe(self) -> str:
-        err = self.err.read_text(errors="replace")
-        return f"{self.log.name} (exit {self.proc.poll()}): stdout={self.text()!r} stderr={err!r}"
-
-    def wait_for(self, needle: str, timeout: float) -> None:
-        def seen() -> bool:
-            if needle in self.text():
-                return True
-            if self.proc.poll() is not None:
-                raise AssertionError(f"exited before printing {needle!r}: {self.describe()}")
-            return False
-
-        wait_until(seen, timeout, lambda: f"{needle!r} in {self.describe()}")
-
-    def stop(self) -> int:
-        """SIGTERM (a clean stop) to this PID, SIGKILL if it hangs; the exit status."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(STOP_WITHIN)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(STOP_WITHIN)
-        return self.proc.returncode
+        super().__init__(host.command(p2pcrew_argv(*args)), home, log)
 
 
 class Laptop:
