@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,11 @@ from p2pcrew.control import serve_control
 from p2pcrew.errors import P2PCrewError
 from p2pcrew.feed.ids import feed_id_to_text
 from p2pcrew.replicate.address import Address, parse_address
+from p2pcrew.replicate.keep_in_touch import KeepInTouch, Outcome
 from p2pcrew.replicate.node import Node
 from p2pcrew.replicate.transport_errors import TransportError
+
+log = logging.getLogger(__name__)
 
 
 def _host_port(text: str) -> tuple[str, int]:
@@ -87,13 +91,12 @@ async def _serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    remembered = [parse_address(p.address) for p in node.store.known_peers() if p.source != "lan"]
-    for address in {str(a): a for a in [*addresses, *remembered]}.values():
-        try:
-            await node.connect(address)
-            click.echo(f"Connected to {address}")
-        except (TransportError, OSError) as exc:
-            click.echo(f"Could not connect to {address}: {exc}", err=True)
+    # The command line's addresses and every remembered peer, dialled again whenever
+    # their link is down (with backoff), for as long as serve runs.
+    touch = KeepInTouch(
+        node, lambda address, source: node.connect(address, source=source), _report, fixed=addresses
+    )
+    touch.start()
     node.on_change = lambda: None
     reported = 0
     while not stop.is_set():
@@ -104,10 +107,22 @@ async def _serve(
             click.echo(f"received {total - reported} entries; {len(node.links)} peer(s) connected")
             reported = total
     click.echo("Stopping.")
+    await touch.close()
     if discovery is not None:
         await discovery.close()
     control.close()
     await node.close()
+
+
+def _report(outcome: Outcome) -> None:
+    """Every connection, but each failure once per address until it changes or the peer
+    is reached again: a pub that is down for an hour must not fill the terminal."""
+    if outcome.error is None:
+        click.echo(f"Connected to {outcome.address}")
+    elif outcome.news:
+        click.echo(f"Could not connect to {outcome.address}: {outcome.error}", err=True)
+    else:
+        log.info("still cannot connect to %s: %s", outcome.address, outcome.error)
 
 
 @cli.command()

@@ -10,14 +10,15 @@ import asyncio
 import contextlib
 import errno
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from p2pcrew import control
 from p2pcrew.errors import P2PCrewError
 from p2pcrew.home import Home
-from p2pcrew.replicate.address import Address, BadAddress, parse_address
+from p2pcrew.replicate.address import Address
+from p2pcrew.replicate.keep_in_touch import KeepInTouch, Outcome
 from p2pcrew.replicate.node import Node
 from p2pcrew.replicate.transport_errors import TransportError
 from p2pcrew.tui import network
@@ -44,21 +45,6 @@ class NetworkOptions:
     control: bool = True
 
 
-def remembered(node: Node, skip: tuple[Address, ...] = ()) -> list[Address]:
-    """Peers to keep in touch with: every known peer not found on the LAN (discovery
-    finds those again), as ``p2pcrew connect`` and ``serve`` remember them."""
-    seen = {str(a) for a in skip}
-    found: dict[str, Address] = {}
-    for record in node.store.known_peers():
-        if record.source == "lan" or record.address in seen:
-            continue
-        try:
-            found[record.address] = parse_address(record.address)
-        except BadAddress:
-            continue  # an incoming peer's socket address: nothing to dial
-    return list(found.values())
-
-
 class NetworkRunner:
     """The listening socket, control socket, LAN discovery and dial tasks of one node."""
 
@@ -70,7 +56,7 @@ class NetworkRunner:
         self.bound: tuple[str, int] | None = None
         self._control: asyncio.AbstractServer | None = None
         self._lan: Any = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.keep: KeepInTouch | None = None
 
     async def start(self, node: Node) -> None:
         """Listen (the configured port, else a free one), serve the control socket,
@@ -86,10 +72,15 @@ class NetworkRunner:
         self.status = "on"
         if self.options.control:
             await self._serve_control(node)
-        for address in self.options.connect:
-            self._spawn(self._dial(node, address))
-        for address in remembered(node, self.options.connect):
-            self._spawn(self._dial(node, address, quiet=True))
+        # The configured addresses and the remembered peers, dialled again whenever their
+        # link is down, for as long as the app runs (see replicate.keep_in_touch).
+        self.keep = KeepInTouch(
+            node,
+            lambda address, source: self.connect(node, address, source=source),
+            self._dialled,
+            fixed=self.options.connect,
+        )
+        self.keep.start()
         if self.options.lan:
             await self._start_lan(node, *self.bound)
 
@@ -130,23 +121,18 @@ class NetworkRunner:
         except Exception:  # discovery is a comfort: it never stops the app
             log.exception("LAN discovery failed to start")
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _dialled(self, outcome: Outcome) -> None:
+        """A failure to reach a configured address is a notice (once, until it changes or
+        the peer is reached); a remembered peer that is simply not around today, or a
+        retry failing the same way, is only a log line."""
+        if outcome.error is None:
+            return
+        if outcome.news and outcome.address in self.options.connect:
+            self.tell(Notice(outcome.error, "warning"))
+        else:
+            log.info("remembered peer unreachable: %s", outcome.error)
 
-    async def _dial(self, node: Node, address: Address, *, quiet: bool = False) -> None:
-        """Dial; a failure is a notice, or only a log line for a remembered peer that
-        is simply not around today."""
-        try:
-            await self.connect(node, address)
-        except P2PCrewError as exc:
-            if quiet:
-                log.info("remembered peer unreachable: %s", exc)
-            else:
-                self.tell(Notice(str(exc), "warning"))
-
-    async def connect(self, node: Node, address: Address) -> str:
+    async def connect(self, node: Node, address: Address, *, source: str = "manual") -> str:
         """Dial and keep replicating. Raises P2PCrewError naming the address."""
         if self.status != "on":
             raise P2PCrewError("the network is not running")
@@ -154,9 +140,9 @@ class NetworkRunner:
             if address.is_websocket:
                 from p2pcrew.replicate.ws_transport import dial
 
-                await dial(node, address)
+                await dial(node, address, source=source)
             else:
-                await node.connect(address)
+                await node.connect(address, source=source)
         except (TransportError, OSError, TimeoutError) as exc:
             reason = str(exc) or type(exc).__name__
             raise P2PCrewError(f"could not connect to {address}: {reason}") from None
@@ -169,8 +155,9 @@ class NetworkRunner:
         return [str(Address("tcp", h, port, me)) for h in network.local_hosts(host)]
 
     async def close(self, node: Node | None) -> None:
-        for task in list(self._tasks):
-            task.cancel()
+        if self.keep is not None:
+            await self.keep.close()
+            self.keep = None
         if self._lan is not None:
             with contextlib.suppress(Exception):
                 await self._lan.close()
