@@ -223,6 +223,8 @@ class MemoryStore(Store):
         old = self._peers.get(record.address)
         if old is not None and record.last_connected is None:
             record = dataclasses.replace(record, last_connected=old.last_connected)
+        if old is not None and old.source == "pub":  # a pub stays a pub (see SqliteStore)
+            record = dataclasses.replace(record, source="pub")
         self._peers[record.address] = record
 
     def thread_stats(self, crew: bytes | None, me: bytes, limit: int = 200) -> list[ThreadStats]:

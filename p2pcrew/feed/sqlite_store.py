@@ -576,7 +576,9 @@ class SqliteStore(Store):
             self._db.execute(
                 "INSERT INTO peers(address, feed, source, last_connected, last_error) "
                 "VALUES (?,?,?,?,?) ON CONFLICT(address) DO UPDATE SET feed=excluded.feed, "
-                "source=excluded.source, last_connected=coalesce(excluded.last_connected, "
+                # A pub stays a pub: `sync` or a redial through it must not relabel it.
+                "source=CASE WHEN peers.source='pub' THEN 'pub' ELSE excluded.source END, "
+                "last_connected=coalesce(excluded.last_connected, "
                 "last_connected), last_error=excluded.last_error",
                 (
                     record.address,

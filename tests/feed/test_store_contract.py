@@ -181,6 +181,18 @@ def test_peer_clocks_and_records(store: Store) -> None:
     assert (record.last_connected, record.last_error) == (5, "refused")
 
 
+def test_a_pub_stays_a_pub_when_dialled_again(store: Store) -> None:
+    """`p2pcrew sync PUB` dials as "manual"; the record must still say it is the pub."""
+    from p2pcrew.feed.store import PeerRecord
+
+    store.save_peer(PeerRecord("tcp://127.0.0.1:2#y", B_ID, "pub", last_connected=1))
+    store.save_peer(PeerRecord("tcp://127.0.0.1:2#y", B_ID, "manual", last_connected=2))
+    store.save_peer(PeerRecord("tcp://127.0.0.1:3#z", A_ID, "lan"))
+    store.save_peer(PeerRecord("tcp://127.0.0.1:3#z", A_ID, "manual"))
+    sources = [(r.address[-1], r.source) for r in store.known_peers()]
+    assert sources == [("y", "pub"), ("z", "manual")]
+
+
 def test_raw_range_and_header_author(store: Store) -> None:
     from p2pcrew.feed.entry import header_author
 
