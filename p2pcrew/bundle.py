@@ -21,6 +21,7 @@ import dataclasses
 import hashlib
 import os
 import tempfile
+from collections import deque
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,7 @@ from p2pcrew import codec
 from p2pcrew.errors import P2PCrewError
 from p2pcrew.feed.entry import header_author
 from p2pcrew.feed.ids import feed_id_to_text
-from p2pcrew.feed.store import Store, now_ms
+from p2pcrew.feed.store import IngestResult, Store, now_ms
 
 MAGIC = b"P2PCREWB"
 BUNDLE_VERSION = 1
@@ -271,6 +272,10 @@ def import_bundle(
         return import_stream(store, stream, skip=skip, batch=batch)
 
 
+_Pending = list[tuple[int, bytes, bytes | None]]
+"""A batch as read from the file: (index in the file, header, payload)."""
+
+
 def import_stream(
     store: Store,
     stream: IO[bytes],
@@ -285,30 +290,36 @@ def import_stream(
     """
     report = ImportReport()
     reader = BundleReader(stream)
-    pending: list[tuple[int, bytes, bytes | None]] = []
-    try:
-        for header, payload in reader.entries():
-            report.entries_read += 1
-            if header_author(header) in skip:
-                report.skipped += 1
-                continue
-            pending.append((report.entries_read - 1, header, payload))
-            if len(pending) >= batch:
-                _ingest(store, pending, report)
-                pending = []
-    except BundleError as exc:
-        report.error = exc
-    _ingest(store, pending, report)
+    read: deque[_Pending] = deque()  # batches handed to the store, not yet reported
+
+    def batches() -> Iterator[list[tuple[bytes, bytes | None]]]:
+        pending: _Pending = []
+        try:
+            for header, payload in reader.entries():
+                report.entries_read += 1
+                if header_author(header) in skip:
+                    report.skipped += 1
+                    continue
+                pending.append((report.entries_read - 1, header, payload))
+                if len(pending) >= batch:
+                    read.append(pending)
+                    yield [(h, p) for _, h, p in pending]
+                    pending = []
+        except BundleError as exc:
+            report.error = exc
+        if pending:
+            read.append(pending)
+            yield [(h, p) for _, h, p in pending]
+
+    # ingest_batches verifies the next batch while this one is stored (a big bundle
+    # from a USB stick at a meetup is exactly the bulk case it is for).
+    for result in store.ingest_batches(batches()):
+        _report(read.popleft(), result, report)
     report.info = reader.info
     return report
 
 
-def _ingest(
-    store: Store, pending: list[tuple[int, bytes, bytes | None]], report: ImportReport
-) -> None:
-    if not pending:
-        return
-    result = store.ingest([(header, payload) for _, header, payload in pending])
+def _report(pending: _Pending, result: IngestResult, report: ImportReport) -> None:
     report.new += len(result.accepted)
     report.already_had += result.duplicates
     for rejection in result.rejected:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
@@ -37,7 +37,7 @@ from p2pcrew.feed.errors import (
 from p2pcrew.feed.ids import feed_id_to_text
 from p2pcrew.feed.indexing import CREW_STATE, NOT_YET, Indexed, Opener, RowHint, index_payload
 from p2pcrew.feed.validate import Tip
-from p2pcrew.feed.verify import Verifier
+from p2pcrew.feed.verify import Prepared, Started, Verifier
 
 
 class StoreError(P2PCrewError):
@@ -190,9 +190,45 @@ class Store(ABC):
         A payload of None stores the header alone (its payload was deleted).
         Rejections are reported per item in the result, never raised.
         """
+        return self._ingest_started(items, self.verifier.start_prepare(items), expected_author)
+
+    def ingest_batches(
+        self,
+        batches: Iterable[Sequence[tuple[bytes, bytes | None]]],
+        *,
+        expected_author: bytes | None = None,
+    ) -> Iterator[IngestResult]:
+        """``ingest`` each batch in turn, one result per batch, as they are committed.
+
+        The next batch is handed to the verify pool before the current one is stored,
+        so the pool keeps working while the writer applies the chain rules and
+        commits (with ``ingest`` alone it sat idle then). At most two batches are in
+        memory; what the caller does not read is cancelled.
+        """
+        todo = iter(batches)
+        items = next(todo, None)
+        started = self.verifier.start_prepare(items) if items is not None else None
+        ahead: Started[Prepared] | None = None
+        try:
+            while items is not None and started is not None:
+                following = next(todo, None)
+                ahead = self.verifier.start_prepare(following) if following is not None else None
+                yield self._ingest_started(items, started, expected_author)
+                items, started, ahead = following, ahead, None
+        finally:
+            for pending in (started, ahead):
+                if pending is not None:
+                    pending.cancel()
+
+    def _ingest_started(
+        self,
+        items: Sequence[tuple[bytes, bytes | None]],
+        started: Started[Prepared],
+        expected_author: bytes | None,
+    ) -> IngestResult:
         result = IngestResult()
         tips: dict[bytes, Tip] = {}
-        prepared = (each for chunk in self.verifier.prepare_chunks(items) for each in chunk)
+        prepared = (each for chunk in started.chunks() for each in chunk)
         with self._transaction(durable=False):
             for index, (item, (entry, hint)) in enumerate(zip(items, prepared, strict=True)):
                 if isinstance(entry, EntryRejected):

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Generic, TypeVar
 
 from p2pcrew.feed.entry import Entry, decode_entry, verify_signature
 from p2pcrew.feed.errors import EntryRejected
@@ -63,6 +63,29 @@ def _prepare(items: Sequence[Item]) -> list[Prepared]:
     return out
 
 
+class Started(Generic[R]):
+    """Work handed to the pool (or, for small batches and one worker, run when read)."""
+
+    def __init__(self, run: Callable[[], list[R]] | None, futures: list[Future[list[R]]]):
+        self._run = run
+        self._futures = futures
+
+    def chunks(self) -> Iterator[list[R]]:
+        """The results, chunk by chunk, in order; what is not read is cancelled."""
+        if self._run is not None:
+            yield self._run()
+            return
+        try:
+            for future in self._futures:
+                yield future.result()
+        finally:
+            self.cancel()
+
+    def cancel(self) -> None:
+        for future in self._futures:
+            future.cancel()
+
+
 class Verifier:
     """Decodes and verifies headers, in parallel when the batch is large enough."""
 
@@ -87,24 +110,29 @@ class Verifier:
 
     def prepare_chunks(self, items: Sequence[Item]) -> Iterator[list[Prepared]]:
         """``verify_chunks`` over received pairs, each with its payload's index row."""
-        yield from self._chunks(_prepare, items)
+        yield from self.start_prepare(items).chunks()
+
+    def start_prepare(self, items: Sequence[Item]) -> Started[Prepared]:
+        """Hand ``items`` to the pool now; read the results later, in order.
+
+        ``Store.ingest_batches`` starts the next batch this way before it stores the
+        current one, so the pool is not idle while the writer commits.
+        """
+        return self._start(_prepare, items)
 
     def _chunks(
         self, work: Callable[[Sequence[T]], list[R]], todo: Sequence[T]
     ) -> Iterator[list[R]]:
+        yield from self._start(work, todo).chunks()
+
+    def _start(self, work: Callable[[Sequence[T]], list[R]], todo: Sequence[T]) -> Started[R]:
         if self._workers <= 1 or len(todo) <= CHUNK:
-            yield work(todo)
-            return
+            return Started(lambda: work(todo), [])
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="p2pcrew-verify")
         pool = self._pool
         futures = [pool.submit(work, todo[i : i + CHUNK]) for i in range(0, len(todo), CHUNK)]
-        try:
-            for future in futures:
-                yield future.result()
-        finally:
-            for future in futures:
-                future.cancel()
+        return Started(None, futures)
 
     def close(self) -> None:
         if self._pool is not None:

@@ -71,3 +71,46 @@ def test_pool_and_single_thread_index_the_same(tmp_path: Path) -> None:
         finally:
             store.close()
     assert seen[0] == seen[1] and len(seen[0]) == len(items)
+
+
+def test_ingest_batches_equals_ingest_one_by_one(tmp_path: Path) -> None:
+    """Verifying the next batch early changes nothing about what is accepted."""
+    items = _chain(CHUNK * 5)
+    tampered = list(items)
+    header, payload = tampered[100]
+    tampered[100] = (header, payload[:-1] + bytes([payload[-1] ^ 1]))  # one bad payload
+    batches = [tampered[i : i + 70] for i in range(0, len(tampered), 70)]
+    one = SqliteStore(tmp_path / "one", verifier=Verifier(workers=2))
+    many = SqliteStore(tmp_path / "many", verifier=Verifier(workers=2))
+    try:
+        singly = [one.ingest(b) for b in batches]
+        together = list(many.ingest_batches(iter(batches)))
+        assert [(len(r.accepted), [x.index for x in r.rejected]) for r in singly] == [
+            (len(r.accepted), [x.index for x in r.rejected]) for r in together
+        ]
+        assert one.latest_seqs() == many.latest_seqs()
+    finally:
+        one.close()
+        many.close()
+
+
+def test_ingest_batches_reads_one_batch_ahead_and_stops_cleanly(tmp_path: Path) -> None:
+    items = _chain(CHUNK * 4)
+    batches = [items[i : i + CHUNK] for i in range(0, len(items), CHUNK)]
+    pulled: list[int] = []
+
+    def source():  # type: ignore[no-untyped-def]
+        for n, batch in enumerate(batches):
+            pulled.append(n)
+            yield batch
+
+    store = SqliteStore(tmp_path / "store", verifier=Verifier(workers=2))
+    try:
+        results = store.ingest_batches(source())
+        first = next(results)
+        assert len(first.accepted) == CHUNK
+        assert pulled == [0, 1]  # the second batch was started before the first was stored
+        results.close()  # the caller stops: the batch started ahead is dropped, not stored
+        assert store.latest_seqs()[bytes(key(7).verify_key)] == CHUNK
+    finally:
+        store.close()
