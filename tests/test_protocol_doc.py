@@ -184,6 +184,11 @@ def test_documented_txt_record_decodes_and_is_recognised() -> None:
         ]
     for skew in (-2, 2):
         assert lan.match(announcement, [by_pair, by_crew], ex.b.public_key, ex.window + skew) == []
+    # Beyond one window only the wide search of \u00a79.7 finds it: up to 1008 windows away.
+    for skew in (-2, 12, -1008):
+        found = lan.wide_match(announcement, [by_pair, by_crew], ex.b.public_key, ex.window + skew)
+        assert [m.window for m in found] == [ex.window, ex.window]
+    assert lan.wide_match(announcement, [by_pair, by_crew], ex.b.public_key, ex.window + 1009) == []
     # A never recognises itself through the crew.
     assert lan.match(announcement, [by_crew], ex.a.public_key, ex.window) == []
 
@@ -194,6 +199,21 @@ def test_documented_lan_constants() -> None:
     assert lan.WINDOW_SECONDS == 600 and sorted(lan.SKEW_WINDOWS) == [-1, 0, 1]
     assert "the windows `w`, `w \u2212 1`, `w + 1`\nin that order" in text
     assert lan.SKEW_WINDOWS == (0, -1, 1)
+    # \u00a79.7's wide search: what it tries, in which order, and its budget.
+    assert lan.LEARNED_SKEWS == 4 and "(the last **4**, latest\n   first)" in text
+    assert lan.learned_offsets((20,)) == [20, 19, 21]
+    assert "the windows `w + d`, `w + d \u2212 1`, `w + d + 1`" in text
+    assert lan.WIDE_SEARCH_GROUPS == 16 and "group secrets (at most **16**)" in text
+    assert lan.WIDE_SEARCH_SECRETS == 16 and "the first **16** pairwise secrets" in text
+    assert list(lan.wide_offsets())[:4] == [2, -2, 3, -3]
+    assert "`w + 2`, `w \u2212 2`, `w + 3`, `w \u2212 3`, ..." in text
+    assert lan.WIDE_WINDOWS == 1008 and list(lan.wide_offsets())[-2:] == [1008, -1008]
+    assert "`w + 1008`, `w \u2212 1008` (**7 days** either side)" in text
+    assert lan.MAX_CLOCK_SKEW == 7 * 24 * 3600 and len(list(lan.wide_offsets())) == 2014
+    assert "costs up to 2,014 keyed BLAKE2b calls per secret" in text
+    assert (lan.WIDE_SEARCHES_PER_MINUTE, lan.WIDE_SEARCH_BURST) == (4, 4)
+    assert "at most **4 sweeps a minute, 4 saved up at most" in text
+    assert lan.WIDE_SEARCH_NONCES_KEPT == 256 and "(it remembers the last 256)" in text
     assert lan.PAIR_BUCKETS == (8, 16, 32, 48) and "**8, 16, 32, 48**" in text
     assert lan.GROUP_BUCKETS == (0, 2, 4) and "**0, 2, 4**" in text
     assert f"at most **{lan.MAX_TXT_BYTES}**" in text

@@ -17,9 +17,14 @@ module is the asyncio + zeroconf adapter around it, one ``LanDiscovery`` per nod
 - *Browsing.* Every service found or updated is resolved (bounded: at most
   ``MAX_PENDING_RESOLVES`` waiting, ``RESOLVE_CONCURRENCY`` at once), its TXT parsed
   strictly (malformed ones are ignored) and matched against all our secrets for the
-  current window and the ones either side. For each friend recognised we call
-  ``node.connect(Address("tcp", host, port, key), source="lan")`` unless already
-  connected, trying the announced addresses on our own subnets first. When both
+  current window and the ones either side (``quick_match``, on the event loop, about
+  1 ms for 512 secrets). A record that nothing recognised gets a *wide search* for a
+  clock up to 7 days off (``wide_match``, up to ~30 ms, on a worker thread), rationed
+  by one global ``WideSearchBudget`` (4 a minute, never twice for one nonce), so a
+  flood of invented records cannot buy more than that; a window offset a wide search
+  found is remembered and tried by the fast path from then on. For each friend
+  recognised we call ``node.connect(Address("tcp", host, port, key), source="lan")``
+  unless already connected, trying the announced addresses on our own subnets first. When both
   sides recognise each other at once, the smaller feed key dials at once and the
   other waits ``yield_delay`` first, so the two do not open crossing connections
   that the node would then refuse as duplicates. Only private or on-link addresses
@@ -74,19 +79,25 @@ from p2pcrew.replicate.address import Address
 from p2pcrew.replicate.discovery_tags import (
     MAX_MATCH_SECRETS,
     SERVICE_TYPE,
+    WINDOW_SECONDS,
+    Announcement,
     BadAnnouncement,
     BadSecret,
     Contact,
+    Match,
     Secret,
     UnsupportedVersion,
+    WideSearchBudget,
     build_announcement,
     decode_txt,
     encode_txt,
     group_secret,
-    match,
     order_addresses,
     pair_secret,
+    quick_match,
     rank_contacts,
+    remember_skew,
+    wide_match,
     window_of,
 )
 from p2pcrew.replicate.node import Node
@@ -254,6 +265,11 @@ class LanDiscovery:
         self._retry_at: dict[tuple[bytes, str, int], float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._nobody_reported = False
+        self._wide_budget = WideSearchBudget()
+        self.skews: tuple[int, ...] = ()
+        """Window offsets of clocks found off by a wide search, latest first."""
+        self.wide_searches = 0
+        """Wide searches run so far (for tests and diagnostics)."""
 
     # ---- lifecycle ---------------------------------------------------------------
 
@@ -422,9 +438,9 @@ class LanDiscovery:
                     return
         finally:
             self._pending.discard(name)
-        self._consider(name, info)
+        await self._consider(name, info)
 
-    def _consider(self, name: str, info: AsyncServiceInfo) -> None:
+    async def _consider(self, name: str, info: AsyncServiceInfo) -> None:
         try:
             announcement = decode_txt(info.text or b"")
         except UnsupportedVersion:
@@ -432,7 +448,10 @@ class LanDiscovery:
         except BadAnnouncement as exc:
             log.info("ignoring a malformed LAN announcement: %s", exc)
             return
-        matches = match(announcement, self._secrets, self._me, window_of(self._clock()))
+        window = window_of(self._clock())
+        matches = quick_match(announcement, self._secrets, self._me, window, self.skews)
+        if matches is None:
+            matches = await self._wide_search(announcement, window)
         peers = tuple(dict.fromkeys(m.peer for m in matches))[:MAX_PEERS_PER_SERVICE]
         hosts = order_addresses(info.parsed_addresses(IPVersion.V4Only), self._addresses)
         if not peers or not hosts or not info.port:
@@ -443,6 +462,27 @@ class LanDiscovery:
         for peer in peers:
             self._recognised(peer, Address("tcp", hosts[0], info.port, peer))
             self._maybe_dial(peer, tuple(hosts[:MAX_DIAL_ADDRESSES]), info.port)
+
+    async def _wide_search(self, announcement: Announcement, window: int) -> list[Match]:
+        """Look for a friend whose clock is off by up to 7 days, if the budget allows.
+
+        The search runs on a worker thread (tens of milliseconds of hashing). The
+        offset found is remembered so that the fast path recognises that clock's
+        next records without spending the budget again.
+        """
+        if not self._wide_budget.admit(announcement.nonce, time.monotonic()):
+            return []
+        self.wide_searches += 1
+        secrets_now = self._secrets  # replaced, never mutated: safe to hand to a thread
+        found = await asyncio.to_thread(wide_match, announcement, secrets_now, self._me, window)
+        if found:
+            offset = found[0].window - window
+            self.skews = remember_skew(self.skews, offset)
+            log.info(
+                "a LAN friend's clock is about %+d minutes off ours (wide search)",
+                offset * WINDOW_SECONDS // 60,
+            )
+        return found
 
     def _forget_departed(self) -> None:
         """Drop from ``found`` friends neither announced nor connected for ``FORGET_AFTER``.
