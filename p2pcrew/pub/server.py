@@ -36,9 +36,9 @@ from p2pcrew.pub.invites import RUNTIME_FILE, write_json_atomic
 from p2pcrew.pub.metrics import CONTENT_TYPE, Snapshot, render
 from p2pcrew.pub.relay import PubRelay
 from p2pcrew.replicate.address import Address
-from p2pcrew.replicate.admission import HandshakeGate, Ticket, WatchedServerHandshake
+from p2pcrew.replicate.admission import HandshakeGate, Ticket, gated_server_handshake
 from p2pcrew.replicate.peer import PeerLink
-from p2pcrew.replicate.secure_stream import SecureStream, run_handshake
+from p2pcrew.replicate.secure_stream import SecureStream
 from p2pcrew.replicate.transport_errors import PeerTimeout, TransportError
 from p2pcrew.replicate.ws_transport import CLOSE_TIMEOUT, ByteCounts, open_ws_streams
 
@@ -131,16 +131,15 @@ class PubService:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ticket: Ticket
     ) -> Coroutine[Any, Any, SecureStream]:
         """``server_handshake``, with the machine telling the gate when msg1 arrived."""
-        relay = self.relay
-
-        def machine() -> WatchedServerHandshake:
-            return WatchedServerHandshake(
-                relay.network_key,
-                relay.identity.signing_key,
-                lambda: self.gate.msg1_received(ticket),
-            )
-
-        return run_handshake(machine, reader, writer, self.config.handshake_timeout)
+        return gated_server_handshake(
+            self.gate,
+            ticket,
+            reader,
+            writer,
+            self.relay.network_key,
+            self.relay.identity.signing_key,
+            self.config.handshake_timeout,
+        )
 
     # ---- TCP ---------------------------------------------------------------------------
 

@@ -32,12 +32,14 @@ Secret Handshake machine with one addition, telling the gate when msg1 arrived.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
 from nacl.signing import SigningKey
 
+from p2pcrew.replicate.secure_stream import SecureStream, run_handshake
 from p2pcrew.replicate.shs import HandshakeCompleted, HandshakeState, ServerHandshake
 
 STALL_GRACE: Final = 1.0
@@ -162,3 +164,24 @@ class WatchedServerHandshake(ServerHandshake):
                 self._on_msg1()
             self._on_msg1 = None
         return events
+
+
+async def gated_server_handshake(
+    gate: HandshakeGate,
+    ticket: Ticket,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    network_key: bytes,
+    local_key: SigningKey,
+    timeout: float,
+) -> SecureStream:
+    """The server side of the Secret Handshake, telling ``gate`` when msg1 arrived.
+
+    One place for the pub and every listening node, so both protect a peer that has
+    proved it knows the network key in the same way.
+    """
+
+    def machine() -> WatchedServerHandshake:
+        return WatchedServerHandshake(network_key, local_key, lambda: gate.msg1_received(ticket))
+
+    return await run_handshake(machine, reader, writer, timeout)

@@ -34,10 +34,10 @@ from p2pcrew.feed.store import PeerRecord, Store, now_ms
 from p2pcrew.replicate import ebt
 from p2pcrew.replicate import messages as m
 from p2pcrew.replicate.address import Address
-from p2pcrew.replicate.admission import HandshakeGate, WatchedServerHandshake
+from p2pcrew.replicate.admission import HandshakeGate, gated_server_handshake
 from p2pcrew.replicate.peer import PeerLink
 from p2pcrew.replicate.scope import DEFAULT_HOPS, compute_scope
-from p2pcrew.replicate.secure_stream import SecureStream, client_handshake, run_handshake
+from p2pcrew.replicate.secure_stream import SecureStream, client_handshake
 from p2pcrew.replicate.shs import P2PCREW_NETWORK_KEY
 from p2pcrew.replicate.transport_errors import PeerTimeout, TransportError
 
@@ -170,16 +170,16 @@ class Node:
         if ticket is None:
             writer.transport.abort()  # refused before reading a byte: a flood costs us nothing
             return
-
-        def machine() -> WatchedServerHandshake:
-            return WatchedServerHandshake(
+        try:
+            stream = await gated_server_handshake(
+                self.handshakes,
+                ticket,
+                reader,
+                writer,
                 self.network_key,
                 self.identity.signing_key,
-                lambda: self.handshakes.msg1_received(ticket),
+                HANDSHAKE_TIMEOUT,
             )
-
-        try:
-            stream = await run_handshake(machine, reader, writer, HANDSHAKE_TIMEOUT)
         except (TransportError, OSError) as exc:
             if not ticket.evicted:
                 log.info("incoming handshake failed: %s", exc)
