@@ -38,6 +38,7 @@ from p2pcrew.feed.indexing import NOT_YET
 from p2pcrew.feed.sqlite_store import DB_NAME, SqliteStore, migrations
 from p2pcrew.feed.store import IngestResult
 from p2pcrew.feed.verify import Decoded, Prepared, Started, Verifier
+from p2pcrew.feed.verify_processes import SHARED_POOL
 
 GROUP = "feed"
 
@@ -340,9 +341,10 @@ def bench_ingest(ctx: Context, sizes: Sizes) -> Row:
     workers: list[int] = []
 
     def once() -> float:
+        SHARED_POOL.shutdown()  # so every run pays for starting the worker processes
         with ctx.tempdir() as directory:
             store = SqliteStore(directory / "store")
-            workers.append(store.verifier._workers)
+            workers.append(os.cpu_count() or 1)
             try:
                 start = time.perf_counter()
                 results = list(store.ingest_batches(batches))
@@ -362,7 +364,8 @@ def bench_ingest(ctx: Context, sizes: Sizes) -> Row:
         limit,
         f"{total:,} pre-signed posts, {sizes.ingest_feeds} feeds, batches of "
         f"{sizes.ingest_batch:,} (Store.ingest_batches: the next batch is verified while "
-        f"one commits), fresh store, {workers[0]} verify threads; "
+        f"one commits), fresh store, verified in {workers[0]} worker processes whose "
+        "start-up is timed; "
         "target ratio >= 0.6",
     )
 

@@ -40,9 +40,7 @@ class Checkpointer:
         self.checkpoints = 0
         self.error: str | None = None
         """The last checkpoint failure, if any (the writer's backstop still bounds the log)."""
-        self._thread = threading.Thread(
-            target=self._run, name="p2pcrew-checkpoint", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name="p2pcrew-checkpoint", daemon=True)
         self._thread.start()
 
     def committed(self) -> None:

@@ -22,6 +22,17 @@ class EntryRejected(P2PCrewError, ValueError):
         self.where = where
         super().__init__(f"{where}: {message}" if where else message)
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Crosses from verify worker processes; the default would lose ``where``.
+        return (_rebuild, (type(self), self.args, self.where))
+
+
+def _rebuild(cls: type[EntryRejected], args: tuple[object, ...], where: str) -> EntryRejected:
+    exc = cls.__new__(cls)
+    exc.args = args
+    exc.where = where
+    return exc
+
 
 class MalformedEntry(EntryRejected):
     rule = "malformed"

@@ -37,7 +37,8 @@ from p2pcrew.feed.errors import (
 from p2pcrew.feed.ids import feed_id_to_text
 from p2pcrew.feed.indexing import CREW_STATE, NOT_YET, Indexed, Opener, RowHint, index_payload
 from p2pcrew.feed.validate import Tip
-from p2pcrew.feed.verify import Prepared, Started, Verifier
+from p2pcrew.feed.verify import Started, Verifier
+from p2pcrew.feed.verify_processes import Prepared
 
 
 class StoreError(P2PCrewError):

@@ -15,12 +15,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import BrokenExecutor, Future, ThreadPoolExecutor
 from typing import Generic, TypeVar
 
 from p2pcrew.feed.entry import Entry, decode_entry, verify_signature
 from p2pcrew.feed.errors import EntryRejected
-from p2pcrew.feed.indexing import NOT_YET, RowHint, index_row
+from p2pcrew.feed.indexing import NOT_YET, index_row
+from p2pcrew.feed.verify_processes import (
+    PROCESS_CHUNK,
+    PROCESS_MIN_BATCH,
+    SHARED_POOL,
+    Item,
+    Prepared,
+    WireResult,
+    from_wire,
+)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -29,9 +38,6 @@ CHUNK = 64
 """Entries per task: large enough that thread hand-off costs little."""
 
 Decoded = Entry | EntryRejected
-Item = tuple[bytes, bytes | None]
-"""A received (header, payload) pair; payload None when it was deleted."""
-Prepared = tuple[Decoded, RowHint]
 
 
 def _decode_and_verify(headers: Sequence[bytes]) -> list[Decoded]:
@@ -86,6 +92,37 @@ class Started(Generic[R]):
             future.cancel()
 
 
+class _InProcesses(Started[Prepared]):
+    """Chunks verified by the shared worker processes, rebuilt here as they are read.
+
+    If the pool breaks (a worker killed, say), the chunks not yet read are prepared
+    on this thread instead: the batch still completes, with the same results.
+    """
+
+    def __init__(self, parts: list[tuple[Sequence[Item], Future[list[WireResult]]]]) -> None:
+        super().__init__(None, [])
+        self._parts = parts
+
+    def chunks(self) -> Iterator[list[Prepared]]:
+        broken = False
+        try:
+            for items, future in self._parts:
+                if not broken:
+                    try:
+                        yield from_wire(items, future.result())
+                        continue
+                    except BrokenExecutor as exc:
+                        SHARED_POOL.broken(exc)
+                        broken = True
+                yield _prepare(items)
+        finally:
+            self.cancel()
+
+    def cancel(self) -> None:
+        for _, future in self._parts:
+            future.cancel()
+
+
 class Verifier:
     """Decodes and verifies headers, in parallel when the batch is large enough."""
 
@@ -118,6 +155,18 @@ class Verifier:
         ``Store.ingest_batches`` starts the next batch this way before it stores the
         current one, so the pool is not idle while the writer commits.
         """
+        if self._workers > 1 and len(items) >= PROCESS_MIN_BATCH:
+            parts: list[tuple[Sequence[Item], Future[list[WireResult]]]] = []
+            for i in range(0, len(items), PROCESS_CHUNK):
+                part = items[i : i + PROCESS_CHUNK]
+                future = SHARED_POOL.submit(part)
+                if future is None:
+                    for _, submitted in parts:
+                        submitted.cancel()
+                    break
+                parts.append((part, future))
+            else:
+                return _InProcesses(parts)
         return self._start(_prepare, items)
 
     def _chunks(
