@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
 import resource
 import sys
 import time
@@ -32,7 +33,20 @@ def _node(home: Path) -> Node:
 
 
 def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This peer's peak RSS plus its verify worker processes' peaks (VmHWM)."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return own + sum(_child_peak_mb(child.pid) for child in multiprocessing.active_children())
+
+
+def _child_peak_mb(pid: int | None) -> float:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 async def serve(home: Path) -> None:

@@ -187,7 +187,7 @@ def run(ctx: Context) -> list[Row]:
             "MB",
             None,
             None,
-            "peak RSS, median",
+            "peak RSS incl. verify worker processes, median",
         ),
         Row(
             ROW_NAMES[2],
@@ -195,7 +195,7 @@ def run(ctx: Context) -> list[Row]:
             "MB",
             None,
             None,
-            "peak RSS, median",
+            "peak RSS incl. verify worker processes, median",
         ),
         Row(
             ROW_NAMES[3],

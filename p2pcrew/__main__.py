@@ -2,4 +2,5 @@
 
 from p2pcrew.cli import main
 
-main()
+if __name__ == "__main__":  # not when a spawned verify worker imports it
+    main()
