@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing
+import os
 import resource
 import sys
 import time
@@ -33,15 +34,22 @@ def _node(home: Path) -> Node:
 
 
 def _peak_mb() -> float:
-    """This peer's peak RSS plus its verify worker processes' peaks (VmHWM)."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return own + sum(_child_peak_mb(child.pid) for child in multiprocessing.active_children())
+    """This peer's peak RSS plus its verify worker processes' peaks.
+
+    VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss across fork and exec,
+    so a peer started by a benchmark process holding 370 MB of fixtures reported
+    370 MB whatever it used itself. VmHWM belongs to the exec'd image alone.
+    """
+    peers = [os.getpid()] + [child.pid for child in multiprocessing.active_children()]
+    return sum(_peak_of(pid) for pid in peers)
 
 
-def _child_peak_mb(pid: int | None) -> float:
+def _peak_of(pid: int | None) -> float:
     try:
         status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
+        if pid == os.getpid():
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         return 0.0
     for line in status.splitlines():
         if line.startswith("VmHWM:"):

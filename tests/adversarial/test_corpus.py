@@ -257,10 +257,23 @@ _BOMBS: dict[str, tuple[str, Callable[[], bytes]]] = {
 
 
 def _run_limited(argv: list[str], stdin: bytes = b"", seconds: float = 5.0) -> dict[str, object]:
-    """Run ``argv`` with a wall-clock limit; report time and peak memory growth."""
+    """Run ``argv`` with a wall-clock limit; report time and peak memory growth.
+
+    Peak memory is VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork and exec,
+    so a child of a pytest holding more than the bomb could ever take would report
+    no growth at all, and the limit below could never fail.
+    """
     wrapper = (
         "import json, resource, runpy, sys, time\n"
-        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "def hwm():\n"
+        "    try:\n"
+        "        for line in open('/proc/self/status'):\n"
+        "            if line.startswith('VmHWM:'):\n"
+        "                return int(line.split()[1])\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "before = hwm()\n"
         "start = time.perf_counter()\n"
         "sys.argv = sys.argv[1:]\n"
         "ok = True\n"
@@ -268,7 +281,7 @@ def _run_limited(argv: list[str], stdin: bytes = b"", seconds: float = 5.0) -> d
         "    runpy.run_path(sys.argv[0], run_name='__main__')\n"
         "except SystemExit as exc:\n"
         "    ok = not exc.code\n"
-        "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "peak = hwm()\n"
         "print(json.dumps({'seconds': time.perf_counter() - start,\n"
         "                  'extra_mb': (peak - before) // 1024, 'exit_ok': ok}))\n"
     )
