@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 import struct
@@ -15,6 +16,8 @@ import pytest
 from p2pcrew.feed import content as c
 from p2pcrew.feed.entry import create_entry, decode_entry, lipmaa, verify_signature
 from p2pcrew.feed.identity import Identity, feed_key_to_curve25519
+from p2pcrew.replicate import discovery_record as lan_record
+from p2pcrew.replicate import discovery_skew as lan_skew
 from p2pcrew.replicate import discovery_tags as lan
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "protocol.md"
@@ -86,7 +89,7 @@ class LanExample:
     window: int
     pair: bytes
     group: bytes
-    announcement: lan.Announcement
+    announcement: lan_record.Announcement
 
     @classmethod
     def build(cls) -> LanExample:
@@ -102,8 +105,10 @@ class LanExample:
             lan.tag(group, window, LAN_NONCE),
             lan.seal_key(group, window, LAN_NONCE, a.public_key),
         )
-        groups = ((b"\xee" * lan.TAG_BYTES, b"\xee" * lan.SEALED_BYTES), entry)
-        return cls(a, b, window, pair, group, lan.Announcement(LAN_NONCE, tuple(tags), groups))
+        groups = ((b"\xee" * lan_record.TAG_BYTES, b"\xee" * lan_record.SEALED_BYTES), entry)
+        return cls(
+            a, b, window, pair, group, lan_record.Announcement(LAN_NONCE, tuple(tags), groups)
+        )
 
 
 def lan_generated() -> dict[str, str]:
@@ -124,7 +129,7 @@ def lan_generated() -> dict[str, str]:
         "lan.group.box_key": box_key.hex(),
         "lan.group.box_nonce": (LAN_NONCE + struct.pack(">Q", ex.window)).hex(),
         "lan.group.sealed": ex.announcement.groups[1][1].hex(),
-        "lan.txt": lan.encode_txt(ex.announcement).hex(),
+        "lan.txt": lan_record.encode_txt(ex.announcement).hex(),
     }
 
 
@@ -169,7 +174,7 @@ def test_documented_lan_formulas_agree_with_the_code() -> None:
 def test_documented_txt_record_decodes_and_is_recognised() -> None:
     ex = LanExample.build()
     raw = bytes.fromhex(documented()["lan.txt"])
-    announcement = lan.decode_txt(raw)
+    announcement = lan_record.decode_txt(raw)
     assert announcement == ex.announcement
     assert len(raw) == 277 and "The TXT rdata, 277 bytes" in DOC.read_text()
     # B recognises A through their pairwise secret and through the crew, within one window
@@ -186,9 +191,14 @@ def test_documented_txt_record_decodes_and_is_recognised() -> None:
         assert lan.match(announcement, [by_pair, by_crew], ex.b.public_key, ex.window + skew) == []
     # Beyond one window only the wide search of \u00a79.7 finds it: up to 1008 windows away.
     for skew in (-2, 12, -1008):
-        found = lan.wide_match(announcement, [by_pair, by_crew], ex.b.public_key, ex.window + skew)
+        found = lan_skew.wide_match(
+            announcement, [by_pair, by_crew], ex.b.public_key, ex.window + skew
+        )
         assert [m.window for m in found] == [ex.window, ex.window]
-    assert lan.wide_match(announcement, [by_pair, by_crew], ex.b.public_key, ex.window + 1009) == []
+    assert (
+        lan_skew.wide_match(announcement, [by_pair, by_crew], ex.b.public_key, ex.window + 1009)
+        == []
+    )
     # A never recognises itself through the crew.
     assert lan.match(announcement, [by_crew], ex.a.public_key, ex.window) == []
 
@@ -200,28 +210,28 @@ def test_documented_lan_constants() -> None:
     assert "the windows `w`, `w \u2212 1`, `w + 1`\nin that order" in text
     assert lan.SKEW_WINDOWS == (0, -1, 1)
     # \u00a79.7's wide search: what it tries, in which order, and its budget.
-    assert lan.LEARNED_SKEWS == 4 and "(the last **4**, latest\n   first)" in text
-    assert lan.learned_offsets((20,)) == [20, 19, 21]
+    assert lan_skew.LEARNED_SKEWS == 4 and "(the last **4**, latest\n   first)" in text
+    assert lan_skew.learned_offsets((20,)) == [20, 19, 21]
     assert "the windows `w + d`, `w + d \u2212 1`, `w + d + 1`" in text
-    assert lan.WIDE_SEARCH_GROUPS == 16 and "group secrets (at most **16**)" in text
-    assert lan.WIDE_SEARCH_SECRETS == 16 and "the first **16** pairwise secrets" in text
-    assert list(lan.wide_offsets())[:4] == [2, -2, 3, -3]
+    assert lan_skew.WIDE_SEARCH_GROUPS == 16 and "group secrets (at most **16**)" in text
+    assert lan_skew.WIDE_SEARCH_SECRETS == 16 and "the first **16** pairwise secrets" in text
+    assert list(lan_skew.wide_offsets())[:4] == [2, -2, 3, -3]
     assert "`w + 2`, `w \u2212 2`, `w + 3`, `w \u2212 3`, ..." in text
-    assert lan.WIDE_WINDOWS == 1008 and list(lan.wide_offsets())[-2:] == [1008, -1008]
+    assert lan_skew.WIDE_WINDOWS == 1008 and list(lan_skew.wide_offsets())[-2:] == [1008, -1008]
     assert "`w + 1008`, `w \u2212 1008` (**7 days** either side)" in text
-    assert lan.MAX_CLOCK_SKEW == 7 * 24 * 3600 and len(list(lan.wide_offsets())) == 2014
+    assert lan_skew.MAX_CLOCK_SKEW == 7 * 24 * 3600 and len(list(lan_skew.wide_offsets())) == 2014
     assert "costs up to 2,014 keyed BLAKE2b calls per secret" in text
-    assert (lan.WIDE_SEARCHES_PER_MINUTE, lan.WIDE_SEARCH_BURST) == (4, 4)
+    assert (lan_skew.WIDE_SEARCHES_PER_MINUTE, lan_skew.WIDE_SEARCH_BURST) == (4, 4)
     assert "at most **4 sweeps a minute, 4 saved up at most" in text
-    assert lan.WIDE_SEARCH_NONCES_KEPT == 256 and "(it remembers the last 256)" in text
-    assert lan.PAIR_BUCKETS == (8, 16, 32, 48) and "**8, 16, 32, 48**" in text
-    assert lan.GROUP_BUCKETS == (0, 2, 4) and "**0, 2, 4**" in text
-    assert f"at most **{lan.MAX_TXT_BYTES}**" in text
+    assert lan_skew.WIDE_SEARCH_NONCES_KEPT == 256 and "(it remembers the last 256)" in text
+    assert lan_record.PAIR_BUCKETS == (8, 16, 32, 48) and "**8, 16, 32, 48**" in text
+    assert lan_record.GROUP_BUCKETS == (0, 2, 4) and "**0, 2, 4**" in text
+    assert f"at most **{lan_record.MAX_TXT_BYTES}**" in text
     assert f"then its group secrets, {lan.MAX_MATCH_SECRETS} secrets\nat most" in text
-    smallest = lan.encode_txt(lan.build_announcement(bytes(32), [], 0))
+    smallest = lan_record.encode_txt(lan.build_announcement(bytes(32), [], 0))
     everything = [lan.Secret(bytes([i]) * 32, bytes([i]) * 32, "c") for i in range(60)]
     everything += [lan.Secret(bytes([i]) * 32, None, "g") for i in range(6)]
-    largest = lan.encode_txt(lan.build_announcement(bytes(32), everything, 0))
+    largest = lan_record.encode_txt(lan.build_announcement(bytes(32), everything, 0))
     assert f"between {len(smallest)} bytes (8 tags, no group) and {len(largest)} bytes (48" in text
 
 
@@ -229,14 +239,19 @@ def _txt(*strings: bytes) -> bytes:
     return b"".join(bytes((len(s),)) + s for s in strings)
 
 
+def _b64(data: bytes) -> bytes:
+    """Unpadded base64url, written out here so the test does not trust the codec under test."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
 V, N = b"v=1", b"n=oKGio6SlpqeoqaqrrK2urw"
-T8 = b"t0=" + lan._b64(bytes(64))
+T8 = b"t0=" + _b64(bytes(64))
 
 
 @pytest.mark.parametrize(
     "raw",
     [
-        _txt(V, N, T8) + b"\x00" * (lan.MAX_TXT_BYTES - len(_txt(V, N, T8)) + 1),  # > 1024
+        _txt(V, N, T8) + b"\x00" * (lan_record.MAX_TXT_BYTES - len(_txt(V, N, T8)) + 1),  # > 1024
         _txt(V, N, T8)[:-1],  # truncated string
         _txt(V, N, T8, b""),  # empty string
         _txt(V, N, T8, b"x"),  # bare key
@@ -251,22 +266,22 @@ T8 = b"t0=" + lan._b64(bytes(64))
         _txt(V, N, b"t1=" + T8[3:]),  # numbering gap
         _txt(V, N, b"t00=" + T8[3:]),  # not a known key
         _txt(V, N, b"T0=" + T8[3:]),  # keys are case-sensitive
-        _txt(V, N, b"t0=" + lan._b64(bytes(12))),  # not a multiple of 8
-        _txt(V, N, b"t0=" + lan._b64(bytes(136))),  # more than 16 tags in a string
-        _txt(V, N, *(b"t%d=" % i + lan._b64(bytes(56)) for i in range(7))),  # 49 tags
-        _txt(V, N, T8, b"g0=" + lan._b64(bytes(55))),  # group entry of the wrong size
-        _txt(V, N, T8, *(b"g%d=" % i + lan._b64(bytes(56)) for i in range(5))),  # 5 groups
+        _txt(V, N, b"t0=" + _b64(bytes(12))),  # not a multiple of 8
+        _txt(V, N, b"t0=" + _b64(bytes(136))),  # more than 16 tags in a string
+        _txt(V, N, *(b"t%d=" % i + _b64(bytes(56)) for i in range(7))),  # 49 tags
+        _txt(V, N, T8, b"g0=" + _b64(bytes(55))),  # group entry of the wrong size
+        _txt(V, N, T8, *(b"g%d=" % i + _b64(bytes(56)) for i in range(5))),  # 5 groups
     ],
 )
 def test_documented_decoding_rules_reject(raw: bytes) -> None:
-    with pytest.raises(lan.BadAnnouncement):
-        lan.decode_txt(raw)
+    with pytest.raises(lan_record.BadAnnouncement):
+        lan_record.decode_txt(raw)
 
 
 def test_documented_decoding_rules_accept() -> None:
-    assert lan.decode_txt(_txt(V, N)).tags == ()  # no pairwise string at all
-    assert len(lan.decode_txt(_txt(T8, N, V)).tags) == 8  # any order of strings
-    split = _txt(V, N, b"t0=" + lan._b64(bytes(8)), b"t1=" + lan._b64(bytes(120)))
-    assert len(lan.decode_txt(split).tags) == 16  # strings need not be full
-    with pytest.raises(lan.UnsupportedVersion):
-        lan.decode_txt(_txt(b"v=2", b"anything=goes"))
+    assert lan_record.decode_txt(_txt(V, N)).tags == ()  # no pairwise string at all
+    assert len(lan_record.decode_txt(_txt(T8, N, V)).tags) == 8  # any order of strings
+    split = _txt(V, N, b"t0=" + _b64(bytes(8)), b"t1=" + _b64(bytes(120)))
+    assert len(lan_record.decode_txt(split).tags) == 16  # strings need not be full
+    with pytest.raises(lan_record.UnsupportedVersion):
+        lan_record.decode_txt(_txt(b"v=2", b"anything=goes"))

@@ -2,12 +2,14 @@
 
 Theory of operation
 -------------------
-The cryptography and the record format live in ``discovery_tags`` (sans-IO); this
-module is the asyncio + zeroconf adapter around it, one ``LanDiscovery`` per node.
+The cryptography lives in ``discovery_tags``, the record format in
+``discovery_record`` and the clock-skew search in ``discovery_skew`` (all sans-IO);
+this module is the asyncio + zeroconf adapter around them, one ``LanDiscovery`` per
+node.
 
 - *Announcing.* ``_p2pcrew._tcp.local.`` with a random 16-hex instance name and a
   random host name (never the computer's name), the node's port, its LAN IPv4
-  addresses, and the TXT record of ``discovery_tags``: tags for the people this
+  addresses, and the TXT record of ``discovery_record``: tags for the people this
   node follows and for its crews. Only people you follow get a tag: following
   is public, so a tag for every follower would let anyone who follows you notice
   you walk into a room. A new instance name (and a new nonce) is announced when
@@ -76,28 +78,32 @@ from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZerocon
 from p2pcrew.feed.ids import feed_id_to_text
 from p2pcrew.feed.store import Store
 from p2pcrew.replicate.address import Address
+from p2pcrew.replicate.discovery_record import (
+    Announcement,
+    BadAnnouncement,
+    UnsupportedVersion,
+    decode_txt,
+    encode_txt,
+    order_addresses,
+)
+from p2pcrew.replicate.discovery_skew import (
+    WideSearchBudget,
+    quick_match,
+    remember_skew,
+    wide_match,
+)
 from p2pcrew.replicate.discovery_tags import (
     MAX_MATCH_SECRETS,
     SERVICE_TYPE,
     WINDOW_SECONDS,
-    Announcement,
-    BadAnnouncement,
     BadSecret,
     Contact,
     Match,
     Secret,
-    UnsupportedVersion,
-    WideSearchBudget,
     build_announcement,
-    decode_txt,
-    encode_txt,
     group_secret,
-    order_addresses,
     pair_secret,
-    quick_match,
     rank_contacts,
-    remember_skew,
-    wide_match,
     window_of,
 )
 from p2pcrew.replicate.node import Node

@@ -32,7 +32,8 @@ from p2pcrew.feed.sqlite_store import SqliteStore
 from p2pcrew.home import Home
 from p2pcrew.publishing import publish
 from p2pcrew.replicate.discovery import NOBODY_MESSAGE
-from p2pcrew.replicate.discovery_tags import WINDOW_SECONDS, decode_txt
+from p2pcrew.replicate.discovery_record import decode_txt
+from p2pcrew.replicate.discovery_tags import WINDOW_SECONDS
 from tests.functional.netns import Host, Lan, namespaces, netns_unavailable
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,9 +17,12 @@ from zeroconf import IPVersion
 from p2pcrew.feed.identity import Identity
 from p2pcrew.feed.sqlite_store import SqliteStore
 from p2pcrew.replicate import discovery as disc_mod
+from p2pcrew.replicate import discovery_record as dr
+from p2pcrew.replicate import discovery_skew as ds
 from p2pcrew.replicate import discovery_tags as dt
 from p2pcrew.replicate.discovery import LanDiscovery
-from p2pcrew.replicate.discovery_tags import Announcement, Secret
+from p2pcrew.replicate.discovery_record import Announcement
+from p2pcrew.replicate.discovery_tags import Secret
 from p2pcrew.replicate.node import Node
 
 ANA, BEN = Identity.generate(), Identity.generate()
@@ -54,29 +57,29 @@ def test_a_skewed_clock_is_found_by_wide_search_not_the_fast_path(skew: int, thr
     )
     ben_says = dt.build_announcement(BEN.public_key, [ben_secret], WINDOW + skew)
     assert dt.match(ben_says, [ana_secret], ANA.public_key, WINDOW) == []
-    assert dt.quick_match(ben_says, [ana_secret], ANA.public_key, WINDOW) is None
-    (found,) = dt.wide_match(ben_says, [ana_secret], ANA.public_key, WINDOW)
+    assert ds.quick_match(ben_says, [ana_secret], ANA.public_key, WINDOW) is None
+    (found,) = ds.wide_match(ben_says, [ana_secret], ANA.public_key, WINDOW)
     assert found.peer == BEN.public_key
     assert found.window == WINDOW + skew
 
 
-@pytest.mark.parametrize("skew", [dt.WIDE_WINDOWS, -dt.WIDE_WINDOWS])
+@pytest.mark.parametrize("skew", [ds.WIDE_WINDOWS, -ds.WIDE_WINDOWS])
 def test_seven_days_exactly_is_still_found(skew: int) -> None:
     ben_says = dt.build_announcement(BEN.public_key, [pair(BEN, ANA)], WINDOW + skew)
     assert [
-        m.window for m in dt.wide_match(ben_says, [pair(ANA, BEN)], ANA.public_key, WINDOW)
+        m.window for m in ds.wide_match(ben_says, [pair(ANA, BEN)], ANA.public_key, WINDOW)
     ] == [WINDOW + skew]
 
 
-@pytest.mark.parametrize("skew", [dt.WIDE_WINDOWS + 1, -dt.WIDE_WINDOWS - 1, 30 * DAY])
+@pytest.mark.parametrize("skew", [ds.WIDE_WINDOWS + 1, -ds.WIDE_WINDOWS - 1, 30 * DAY])
 def test_beyond_seven_days_nothing_is_found(skew: int) -> None:
-    assert dt.MAX_CLOCK_SKEW == 7 * 24 * 3600 and dt.WIDE_WINDOWS == 1008
+    assert ds.MAX_CLOCK_SKEW == 7 * 24 * 3600 and ds.WIDE_WINDOWS == 1008
     ben_says = dt.build_announcement(BEN.public_key, [pair(BEN, ANA), group()], WINDOW + skew)
-    assert dt.wide_match(ben_says, [pair(ANA, BEN), group()], ANA.public_key, WINDOW) == []
+    assert ds.wide_match(ben_says, [pair(ANA, BEN), group()], ANA.public_key, WINDOW) == []
 
 
 def test_offsets_are_tried_nearest_first() -> None:
-    offsets = list(dt.wide_offsets())
+    offsets = list(ds.wide_offsets())
     assert offsets[:6] == [2, -2, 3, -3, 4, -4]
     assert offsets[-2:] == [1008, -1008]
     assert len(offsets) == len(set(offsets)) == 2 * 1007  # the fast path does -1, 0, 1
@@ -86,14 +89,14 @@ def test_offsets_are_tried_nearest_first() -> None:
     nonce = bytes(16)
     far, near = dt.tag(secret.value, WINDOW - 7, nonce), dt.tag(secret.value, WINDOW + 5, nonce)
     record = Announcement(nonce, (far, near) + (b"\0" * 8,) * 6)
-    assert [m.window for m in dt.wide_match(record, [secret], ANA.public_key, WINDOW)] == [
+    assert [m.window for m in ds.wide_match(record, [secret], ANA.public_key, WINDOW)] == [
         WINDOW + 5
     ]
 
 
 def test_all_secrets_are_reported_at_the_window_found() -> None:
     ben_says = dt.build_announcement(BEN.public_key, [pair(BEN, ANA), group()], WINDOW - 40)
-    found = dt.wide_match(ben_says, [pair(ANA, BEN), group()], ANA.public_key, WINDOW)
+    found = ds.wide_match(ben_says, [pair(ANA, BEN), group()], ANA.public_key, WINDOW)
     assert [(m.peer, m.label, m.window) for m in found] == [
         (BEN.public_key, "contact", WINDOW - 40),
         (BEN.public_key, "crew", WINDOW - 40),
@@ -102,53 +105,53 @@ def test_all_secrets_are_reported_at_the_window_found() -> None:
 
 def test_wide_search_tries_crews_and_only_the_first_sixteen_contacts() -> None:
     ben_says = dt.build_announcement(BEN.public_key, [pair(BEN, ANA)], WINDOW + 2 * HOUR)
-    known = [*strangers(dt.WIDE_SEARCH_SECRETS), pair(ANA, BEN)]  # Ben ranked 17th
-    assert dt.wide_match(ben_says, known, ANA.public_key, WINDOW) == []
-    known = [*strangers(dt.WIDE_SEARCH_SECRETS - 1), pair(ANA, BEN)]  # Ben ranked 16th
-    assert len(dt.wide_match(ben_says, known, ANA.public_key, WINDOW)) == 1
+    known = [*strangers(ds.WIDE_SEARCH_SECRETS), pair(ANA, BEN)]  # Ben ranked 17th
+    assert ds.wide_match(ben_says, known, ANA.public_key, WINDOW) == []
+    known = [*strangers(ds.WIDE_SEARCH_SECRETS - 1), pair(ANA, BEN)]  # Ben ranked 16th
+    assert len(ds.wide_match(ben_says, known, ANA.public_key, WINDOW)) == 1
     # Crews are always included, whatever the number of contacts.
     many = strangers(400) + [Secret(secrets.token_bytes(32), None, "crew") for _ in range(3)]
-    chosen = dt.wide_secrets(many)
-    assert chosen == many[: dt.WIDE_SEARCH_SECRETS] + many[-3:]
+    chosen = ds.wide_secrets(many)
+    assert chosen == many[: ds.WIDE_SEARCH_SECRETS] + many[-3:]
     crews = [Secret(secrets.token_bytes(32), None, "crew") for _ in range(40)]
-    assert len(dt.wide_secrets(crews)) == dt.WIDE_SEARCH_GROUPS
+    assert len(ds.wide_secrets(crews)) == ds.WIDE_SEARCH_GROUPS
 
 
 def test_own_record_and_fast_matches_need_no_wide_search() -> None:
     mine = dt.build_announcement(ANA.public_key, [group()], WINDOW)
-    assert dt.quick_match(mine, [group()], ANA.public_key, WINDOW) == []  # explained, not None
+    assert ds.quick_match(mine, [group()], ANA.public_key, WINDOW) == []  # explained, not None
     ben_says = dt.build_announcement(BEN.public_key, [pair(BEN, ANA)], WINDOW - 1)
-    (found,) = dt.quick_match(ben_says, [pair(ANA, BEN)], ANA.public_key, WINDOW) or []
+    (found,) = ds.quick_match(ben_says, [pair(ANA, BEN)], ANA.public_key, WINDOW) or []
     assert found.peer == BEN.public_key
     # Not even a 3-day-old replay of our own record buys a wide search hit.
     old_mine = dt.build_announcement(ANA.public_key, [group()], WINDOW - 3 * DAY)
-    assert dt.wide_match(old_mine, [group()], ANA.public_key, WINDOW) == []
+    assert ds.wide_match(old_mine, [group()], ANA.public_key, WINDOW) == []
 
 
 def test_a_learned_offset_is_tried_by_the_fast_path() -> None:
     known = [pair(ANA, BEN), group()]
-    learned = dt.remember_skew((), 2 * HOUR)
+    learned = ds.remember_skew((), 2 * HOUR)
     assert learned == (12,)
     for skew in (11, 12, 13):  # the window phase can shift the offset by one
         ben_says = dt.build_announcement(BEN.public_key, [pair(BEN, ANA)], WINDOW + skew)
-        (found,) = dt.quick_match(ben_says, known, ANA.public_key, WINDOW, learned) or []
+        (found,) = ds.quick_match(ben_says, known, ANA.public_key, WINDOW, learned) or []
         assert found.window == WINDOW + skew
     far = dt.build_announcement(BEN.public_key, [pair(BEN, ANA)], WINDOW + 14)
-    assert dt.quick_match(far, known, ANA.public_key, WINDOW, learned) is None
+    assert ds.quick_match(far, known, ANA.public_key, WINDOW, learned) is None
 
 
 def test_learned_offsets_are_few_and_latest_first() -> None:
     learned: tuple[int, ...] = ()
     for d in (12, -432, 12, 40, 41, 42):
-        learned = dt.remember_skew(learned, d)
+        learned = ds.remember_skew(learned, d)
     assert learned == (42, 41, 40, 12)
-    assert len(dt.learned_offsets(learned)) <= 3 * dt.LEARNED_SKEWS
-    assert not set(dt.learned_offsets((1, -2))) & set(dt.SKEW_WINDOWS)
+    assert len(ds.learned_offsets(learned)) <= 3 * ds.LEARNED_SKEWS
+    assert not set(ds.learned_offsets((1, -2))) & set(dt.SKEW_WINDOWS)
 
 
 def test_a_clock_near_1970_does_not_crash() -> None:
     ben_says = dt.build_announcement(BEN.public_key, [pair(BEN, ANA)], 3)
-    assert [m.window for m in dt.wide_match(ben_says, [pair(ANA, BEN)], ANA.public_key, 0)] == [3]
+    assert [m.window for m in ds.wide_match(ben_says, [pair(ANA, BEN)], ANA.public_key, 0)] == [3]
     assert dt.match(ben_says, [pair(ANA, BEN)], ANA.public_key, 0) == []
 
 
@@ -156,7 +159,7 @@ def test_a_clock_near_1970_does_not_crash() -> None:
 
 
 def test_budget_allows_a_burst_then_refills_at_its_rate() -> None:
-    budget = dt.WideSearchBudget(per_minute=4, burst=4)
+    budget = ds.WideSearchBudget(per_minute=4, burst=4)
     assert [budget.admit(bytes([i]) * 16, 100.0) for i in range(6)] == [True] * 4 + [False] * 2
     assert not budget.admit(b"\x10" * 16, 114.0)  # 14 s: not yet a token
     assert budget.admit(b"\x11" * 16, 115.0)  # 15 s: one token
@@ -166,7 +169,7 @@ def test_budget_allows_a_burst_then_refills_at_its_rate() -> None:
 
 
 def test_budget_never_searches_one_nonce_twice() -> None:
-    budget = dt.WideSearchBudget(per_minute=4, burst=4, remember=2)
+    budget = ds.WideSearchBudget(per_minute=4, burst=4, remember=2)
     assert budget.admit(b"a" * 16, 0.0)
     assert not budget.admit(b"a" * 16, 1000.0)  # tokens to spare, but already searched
     assert budget.admit(b"b" * 16, 1000.0) and budget.admit(b"c" * 16, 1000.0)
@@ -174,14 +177,14 @@ def test_budget_never_searches_one_nonce_twice() -> None:
 
 
 def test_a_refused_nonce_may_try_again_when_tokens_come_back() -> None:
-    budget = dt.WideSearchBudget(per_minute=4, burst=1)
+    budget = ds.WideSearchBudget(per_minute=4, burst=1)
     assert budget.admit(b"a" * 16, 0.0)
     assert not budget.admit(b"b" * 16, 1.0)
     assert budget.admit(b"b" * 16, 16.0)
 
 
 def test_time_going_backwards_adds_no_tokens() -> None:
-    budget = dt.WideSearchBudget(per_minute=4, burst=1)
+    budget = ds.WideSearchBudget(per_minute=4, burst=1)
     assert budget.admit(b"a" * 16, 100.0)
     assert not budget.admit(b"b" * 16, 50.0)
     assert not budget.admit(b"c" * 16, 100.0)
@@ -228,13 +231,13 @@ async def test_adapter_finds_a_skewed_crewmate_and_remembers_the_offset(
     await discovery._refresh_secrets()
     window = dt.window_of(now)
     ben_says = dt.build_announcement(BEN.public_key, [group()], window - 3 * DAY)
-    await discovery._consider("ben1", FakeInfo(dt.encode_txt(ben_says)))  # type: ignore[arg-type]
+    await discovery._consider("ben1", FakeInfo(dr.encode_txt(ben_says)))  # type: ignore[arg-type]
     assert BEN.public_key in discovery.found
     assert discovery.wide_searches == 1 and discovery.skews == (-3 * DAY,)
     # Ben's next record (next window, fresh nonce) is recognised by the fast path.
     discovery.found.clear()
     again = dt.build_announcement(BEN.public_key, [group()], window - 3 * DAY + 1)
-    await discovery._consider("ben2", FakeInfo(dt.encode_txt(again)))  # type: ignore[arg-type]
+    await discovery._consider("ben2", FakeInfo(dr.encode_txt(again)))  # type: ignore[arg-type]
     assert BEN.public_key in discovery.found and discovery.wide_searches == 1
 
 
@@ -252,12 +255,12 @@ async def test_adapter_a_flood_of_strangers_buys_one_search_per_token(
     monkeypatch.setattr(disc_mod, "wide_match", counting)
     stranger = Identity.generate()
     records = [
-        dt.encode_txt(dt.build_announcement(stranger.public_key, strangers(3), WINDOW))
+        dr.encode_txt(dt.build_announcement(stranger.public_key, strangers(3), WINDOW))
         for _ in range(50)
     ]
     for round_ in range(3):  # every record seen again, under fresh names too
         for i, raw in enumerate(records):
             await discovery._consider(f"s{round_}-{i}", FakeInfo(raw))  # type: ignore[arg-type]
-    assert len(calls) == dt.WIDE_SEARCH_BURST == discovery.wide_searches
+    assert len(calls) == ds.WIDE_SEARCH_BURST == discovery.wide_searches
     assert len(set(calls)) == len(calls)  # never the same nonce twice
     assert not discovery.found

@@ -11,15 +11,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from p2pcrew.feed.identity import Identity
+from p2pcrew.replicate import discovery_record as dr
 from p2pcrew.replicate import discovery_tags as dt
-from p2pcrew.replicate.discovery_tags import (
+from p2pcrew.replicate.discovery_record import (
     Announcement,
     BadAnnouncement,
-    BadSecret,
-    Contact,
-    Secret,
     UnsupportedVersion,
 )
+from p2pcrew.replicate.discovery_tags import BadSecret, Contact, Secret
 
 ANA, BEN, CLEO = Identity.generate(), Identity.generate(), Identity.generate()
 WINDOW = dt.window_of(1_760_000_000)
@@ -108,7 +107,7 @@ def test_announcement_holds_no_key_and_pads_the_contact_count() -> None:
     few = dt.build_announcement(ANA.public_key, [pair(ANA, BEN)], WINDOW)
     more = dt.build_announcement(ANA.public_key, [pair(ANA, BEN), pair(ANA, CLEO)], WINDOW)
     assert len(few.tags) == len(more.tags) == 8
-    raw = dt.encode_txt(more)
+    raw = dr.encode_txt(more)
     for key in (ANA.public_key, BEN.public_key, CLEO.public_key):
         for form in (key, key.hex().encode(), b64(key), base64.b64encode(key)):
             assert form not in raw
@@ -146,7 +145,7 @@ def test_group_member_learns_who_announced() -> None:
 def test_sealed_key_round_trip_and_non_member() -> None:
     secret = dt.group_secret(CREW_KEY)
     sealed = dt.seal_key(secret, WINDOW, NONCE, BEN.public_key)
-    assert len(sealed) == dt.SEALED_BYTES
+    assert len(sealed) == dr.SEALED_BYTES
     assert dt.open_key(secret, WINDOW, NONCE, sealed) == BEN.public_key
     outsider = dt.group_secret(b"o" * 32)
     assert dt.open_key(outsider, WINDOW, NONCE, sealed) is None
@@ -170,38 +169,38 @@ def test_group_secret_is_not_the_crew_key() -> None:
 
 
 def test_too_many_contacts_announce_the_most_recently_active() -> None:
-    people = [Identity.generate() for _ in range(dt.MAX_PAIR_TAGS + 5)]
+    people = [Identity.generate() for _ in range(dr.MAX_PAIR_TAGS + 5)]
     contacts = [Contact(p.public_key, activity_ms=i) for i, p in enumerate(people)]
     ranked = dt.rank_contacts(contacts)
     assert ranked[0] == people[-1].public_key
     owned = [Secret(dt.pair_secret(ANA, f), f, "contact") for f in ranked]
     ann = dt.build_announcement(ANA.public_key, [*owned, group()], WINDOW)
-    assert len(ann.tags) == dt.MAX_PAIR_TAGS
+    assert len(ann.tags) == dr.MAX_PAIR_TAGS
     recognised = {m.peer for m in dt.match(ann, owned, ANA.public_key, WINDOW)}
-    assert recognised == set(ranked[: dt.MAX_PAIR_TAGS])
+    assert recognised == set(ranked[: dr.MAX_PAIR_TAGS])
 
 
 def test_largest_record_fits_one_mdns_packet() -> None:
     owned = [Secret(bytes([i]) * 32, bytes([i]) * 32, "c") for i in range(60)]
     owned += [Secret(bytes([i]) * 32, None, "g") for i in range(9)]
     ann = dt.build_announcement(ANA.public_key, owned, WINDOW)
-    raw = dt.encode_txt(ann)
-    assert (len(ann.tags), len(ann.groups)) == (dt.MAX_PAIR_TAGS, dt.MAX_GROUP_TAGS)
-    assert len(raw) <= dt.MAX_TXT_BYTES <= 1300
-    assert dt.decode_txt(raw) == ann
+    raw = dr.encode_txt(ann)
+    assert (len(ann.tags), len(ann.groups)) == (dr.MAX_PAIR_TAGS, dr.MAX_GROUP_TAGS)
+    assert len(raw) <= dr.MAX_TXT_BYTES <= 1300
+    assert dr.decode_txt(raw) == ann
 
 
 @given(
-    tags=st.lists(st.binary(min_size=8, max_size=8), max_size=dt.MAX_PAIR_TAGS),
+    tags=st.lists(st.binary(min_size=8, max_size=8), max_size=dr.MAX_PAIR_TAGS),
     groups=st.lists(
         st.tuples(st.binary(min_size=8, max_size=8), st.binary(min_size=48, max_size=48)),
-        max_size=dt.MAX_GROUP_TAGS,
+        max_size=dr.MAX_GROUP_TAGS,
     ),
     nonce=st.binary(min_size=16, max_size=16),
 )
 def test_txt_round_trip(tags: list[bytes], groups: list[tuple[bytes, bytes]], nonce: bytes) -> None:
     ann = Announcement(nonce, tuple(tags), tuple(groups))
-    assert dt.decode_txt(dt.encode_txt(ann)) == ann
+    assert dr.decode_txt(dr.encode_txt(ann)) == ann
 
 
 # ---- strict parsing -----------------------------------------------------------------------
@@ -228,7 +227,7 @@ GOOD_TAGS = b"t0=" + b64(b"12345678" * 2)
         pytest.param(txt(b"v=1", GOOD_NONCE, b"g0=" + b64(b"x" * 55)), id="short-group"),
         pytest.param(txt(b"v=1", GOOD_NONCE) + b"\x09t0=", id="truncated"),
         pytest.param(
-            txt(b"v=1", GOOD_NONCE, b"t0=" + b64(b"12345678" * (dt.TAGS_PER_STRING + 1))),
+            txt(b"v=1", GOOD_NONCE, b"t0=" + b64(b"12345678" * (dr.TAGS_PER_STRING + 1))),
             id="long-tag-string",
         ),
         pytest.param(
@@ -239,7 +238,7 @@ GOOD_TAGS = b"t0=" + b64(b"12345678" * 2)
             txt(
                 b"v=1",
                 GOOD_NONCE,
-                *(b"t%d=" % i + b64(b"12345678" * dt.TAGS_PER_STRING) for i in range(4)),
+                *(b"t%d=" % i + b64(b"12345678" * dr.TAGS_PER_STRING) for i in range(4)),
             ),
             id="too-many-tags",
         ),
@@ -251,33 +250,33 @@ GOOD_TAGS = b"t0=" + b64(b"12345678" * 2)
 )
 def test_malformed_records_are_rejected(raw: bytes) -> None:
     with pytest.raises(BadAnnouncement):
-        dt.decode_txt(raw)
+        dr.decode_txt(raw)
 
 
 def test_other_versions_are_skipped_distinctly() -> None:
     with pytest.raises(UnsupportedVersion):
-        dt.decode_txt(txt(b"v=2", GOOD_NONCE))
+        dr.decode_txt(txt(b"v=2", GOOD_NONCE))
 
 
 def test_well_formed_minimal_record() -> None:
-    ann = dt.decode_txt(txt(b"v=1", GOOD_NONCE, GOOD_TAGS))
+    ann = dr.decode_txt(txt(b"v=1", GOOD_NONCE, GOOD_TAGS))
     assert ann == Announcement(NONCE, (b"12345678", b"12345678"), ())
 
 
 @given(st.binary(max_size=1500))
 def test_decoding_garbage_raises_only_bad_announcement(raw: bytes) -> None:
     with contextlib.suppress(BadAnnouncement):
-        dt.decode_txt(raw)
+        dr.decode_txt(raw)
 
 
 @given(st.data())
 def test_single_byte_corruptions_never_crash(data: st.DataObject) -> None:
     ann = dt.build_announcement(ANA.public_key, [pair(ANA, BEN), group()], WINDOW)
-    raw = bytearray(dt.encode_txt(ann))
+    raw = bytearray(dr.encode_txt(ann))
     i = data.draw(st.integers(0, len(raw) - 1))
     raw[i] = data.draw(st.integers(0, 255))
     with contextlib.suppress(BadAnnouncement):
-        dt.decode_txt(bytes(raw))
+        dr.decode_txt(bytes(raw))
 
 
 # ---- addresses ---------------------------------------------------------------------------
@@ -286,20 +285,20 @@ def test_single_byte_corruptions_never_crash(data: st.DataObject) -> None:
 def test_addresses_on_my_subnet_come_first_and_junk_is_dropped() -> None:
     remote = ["192.168.9.4", "10.231.0.2", "127.0.0.1", "224.0.0.251", "0.0.0.0", "nonsense"]
     remote += ["fe80::1", "10.231.0.2", "169.254.7.7", "240.0.0.1"]
-    assert dt.order_addresses(remote, ["10.231.0.1/24"]) == [
+    assert dr.order_addresses(remote, ["10.231.0.1/24"]) == [
         "10.231.0.2",
         "192.168.9.4",
         "169.254.7.7",
     ]
-    assert dt.order_addresses(["10.0.0.9"], []) == ["10.0.0.9"]
+    assert dr.order_addresses(["10.0.0.9"], []) == ["10.0.0.9"]
 
 
 def test_a_forged_record_cannot_send_us_to_the_internet() -> None:
-    assert dt.order_addresses(["8.8.8.8", "93.184.216.34"], ["10.231.0.1/24"]) == []
+    assert dr.order_addresses(["8.8.8.8", "93.184.216.34"], ["10.231.0.1/24"]) == []
     # ... unless that public address is on our own network (a LAN with public addresses)
-    assert dt.order_addresses(["93.184.216.34"], ["93.184.216.1/24"]) == ["93.184.216.34"]
+    assert dr.order_addresses(["93.184.216.34"], ["93.184.216.1/24"]) == ["93.184.216.34"]
 
 
 def test_constants_are_consistent() -> None:
-    assert dt.SEALED_BYTES == 48 and dt.GROUP_ENTRY_BYTES == 56
-    assert all(a < b for a, b in itertools.pairwise(dt.PAIR_BUCKETS))
+    assert dr.SEALED_BYTES == 48 and dr.GROUP_ENTRY_BYTES == 56
+    assert all(a < b for a, b in itertools.pairwise(dr.PAIR_BUCKETS))
