@@ -18,12 +18,19 @@ class Cli:
     def __init__(self, home: Path) -> None:
         self.home = home
 
-    def run(self, *args: str, ok: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, ok: bool = True, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "P2PCREW_HOME": str(self.home)}
         env.pop("P2PCREW_PASSPHRASE", None)
         out = subprocess.run(
             [sys.executable, "-m", "p2pcrew", *args],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, input=stdin,
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            input=stdin,
         )
         if ok:
             assert out.returncode == 0, out.stderr
@@ -50,7 +57,17 @@ def test_post_reply_request_lifecycle(cli: Cli) -> None:
     root = cli.run("post", "hello crew").stdout.strip()
     reply = cli.json("reply", root, "hi back")
     assert reply["content"]["root"] == root  # type: ignore[index]
-    req = cli.json("request", "new", "need a drill", "--category", "tools", "--needed-by", "2026-12-01", "--place", "north")
+    req = cli.json(
+        "request",
+        "new",
+        "need a drill",
+        "--category",
+        "tools",
+        "--needed-by",
+        "2026-12-01",
+        "--place",
+        "north",
+    )
     req_id = req["id"]  # type: ignore[index]
     for action in ("claim", "unclaim", "fulfil", "reopen", "withdraw"):
         cli.run("request", action, req_id)
@@ -89,7 +106,12 @@ def test_follow_unfollow_block(cli: Cli, tmp_path: Path) -> None:
 
 
 def test_errors_are_one_line_and_nonzero(cli: Cli) -> None:
-    for args in (("show", "entry_nonsense"), ("reply", "feed_x", "text"), ("post", ""), ("log", "entry_" + "a" * 52)):
+    for args in (
+        ("show", "entry_nonsense"),
+        ("reply", "feed_x", "text"),
+        ("post", ""),
+        ("log", "entry_" + "a" * 52),
+    ):
         out = cli.run(*args, ok=False)
         assert out.returncode != 0
         assert "Traceback" not in out.stderr
@@ -119,8 +141,16 @@ def test_export_import_pauses_publishing_until_forced(cli: Cli, tmp_path: Path) 
 def test_passphrase_protected_identity(tmp_path: Path) -> None:
     c = Cli(tmp_path / "pp")
     env_run = lambda *a, pw=None: subprocess.run(  # noqa: E731
-        [sys.executable, "-m", "p2pcrew", *a], cwd=ROOT, capture_output=True, text=True, timeout=60,
-        env={**os.environ, "P2PCREW_HOME": str(c.home), **({"P2PCREW_PASSPHRASE": pw} if pw else {})},
+        [sys.executable, "-m", "p2pcrew", *a],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            **os.environ,
+            "P2PCREW_HOME": str(c.home),
+            **({"P2PCREW_PASSPHRASE": pw} if pw else {}),
+        },
     )
     assert env_run("init", "--passphrase", pw="correct horse").returncode == 0
     assert env_run("whoami", pw="correct horse").returncode == 0
@@ -130,8 +160,20 @@ def test_passphrase_protected_identity(tmp_path: Path) -> None:
 
 def test_writer_lock_message(cli: Cli) -> None:
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys,time; from pathlib import Path; from p2pcrew.feed.sqlite_store import SqliteStore; s=SqliteStore(Path(sys.argv[1])); print('ready', flush=True); time.sleep(60)", str(cli.home)],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from pathlib import Path\n"
+            "from p2pcrew.feed.sqlite_store import SqliteStore\n"
+            "s = SqliteStore(Path(sys.argv[1]))\n"
+            "print('ready', flush=True)\n"
+            "time.sleep(60)\n",
+            str(cli.home),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"

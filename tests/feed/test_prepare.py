@@ -34,7 +34,7 @@ def _chain(count: int, text: str = "hello") -> list[tuple[bytes, bytes]]:
 
 
 def test_prepare_gives_rows_only_where_the_size_matches() -> None:
-    (header, payload), = _chain(1)
+    ((header, payload),) = _chain(1)
     verifier = Verifier(workers=1)
     [(entry, hint)] = next(verifier.prepare_chunks([(header, payload)]))
     assert entry.payload_size == len(payload)  # type: ignore[union-attr]
@@ -46,7 +46,7 @@ def test_prepare_gives_rows_only_where_the_size_matches() -> None:
 
 
 def test_a_tampered_payload_with_a_hint_is_refused_and_not_indexed(tmp_path: Path) -> None:
-    (header, payload), = _chain(1)
+    ((header, payload),) = _chain(1)
     forged = c.encode_content(c.Post(text="HELLO 1", time=1))  # same size, other text
     assert len(forged) == len(payload)
     store = SqliteStore(tmp_path / "store")

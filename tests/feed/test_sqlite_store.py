@@ -26,9 +26,11 @@ def test_second_writer_in_another_process_is_refused(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path)
     try:
         code = (
-            "from pathlib import Path; from p2pcrew.feed.sqlite_store import SqliteStore, StoreLocked\n"
-            "try:\n    SqliteStore(Path(%r))\nexcept StoreLocked as e:\n    print('LOCKED', e)\n"
-        ) % str(tmp_path)
+            "from pathlib import Path\n"
+            "from p2pcrew.feed.sqlite_store import SqliteStore, StoreLocked\n"
+            f"try:\n    SqliteStore(Path({str(tmp_path)!r}))\n"
+            "except StoreLocked as e:\n    print('LOCKED', e)\n"
+        )
         out = subprocess.run(
             [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=30
         )
@@ -85,7 +87,9 @@ def test_thread_summaries_are_backfilled_by_migration_004(tmp_path: Path) -> Non
     k = key(1)
     me = bytes(key(9).verify_key)
     [root] = store.append(k, [c.encode_content(c.Post(text="root", time=1))])
-    store.append(k, [c.encode_content(c.Post(text=f"r{i}", root=root.id, time=2)) for i in range(3)])
+    store.append(
+        k, [c.encode_content(c.Post(text=f"r{i}", root=root.id, time=2)) for i in range(3)]
+    )
     before = [(t.root.entry.id, t.replies, t.last_order) for t in store.thread_stats(None, me)]
     store.close()
     db = sqlite3.connect(tmp_path / DB_NAME)  # roll the schema back to before 004

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from p2pcrew.feed import content as c
-from p2pcrew.feed import errors as E
+from p2pcrew.feed import errors
 from p2pcrew.feed.entry import create_entry, lipmaa
 from p2pcrew.feed.memory_store import MemoryStore
 from p2pcrew.feed.sqlite_store import SqliteStore
@@ -74,7 +74,8 @@ def test_gap_and_payload_mismatch(store: Store) -> None:
     chain = make_chain(A, 3)
     assert store.ingest(items(chain[1:2])).rejected[0].error.rule == "sequence-gap"
     bad = store.ingest([(chain[0][0].header, b"not it")])
-    assert isinstance(bad.rejected[0].error, E.PayloadSizeMismatch | E.PayloadHashMismatch)
+    mismatch = errors.PayloadSizeMismatch | errors.PayloadHashMismatch
+    assert isinstance(bad.rejected[0].error, mismatch)
     assert store.latest_seqs() == {}
 
 
@@ -95,7 +96,7 @@ def test_fork_marks_feed_and_keeps_proof(store: Store) -> None:
     assert (proof.seq, proof.first, proof.second) == (2, chain[1][0].header, rival.header)
     more = make_chain(A, 4)
     assert store.ingest(items(more[3:])).rejected[0].error.rule == "feed-forked"
-    with pytest.raises(E.FeedForked):
+    with pytest.raises(errors.FeedForked):
         store.append(A, [b"x"])
 
 

@@ -116,9 +116,7 @@ def test_the_switch_turns_processes_off(monkeypatch: pytest.MonkeyPatch) -> None
     assert pool.get() is None
 
 
-def test_a_killed_worker_costs_speed_not_entries(
-    tmp_path: Path, fresh_pool: _SharedPool
-) -> None:
+def test_a_killed_worker_costs_speed_not_entries(tmp_path: Path, fresh_pool: _SharedPool) -> None:
     items = _chain(PROCESS_MIN_BATCH * 4, seed=9)
     store = SqliteStore(tmp_path / "store", verifier=Verifier(workers=2))
     try:

@@ -48,7 +48,9 @@ async def test_two_nodes_sync_then_stay_live(tmp_path: Path) -> None:
     await wait_for(lambda: a.store.latest_seqs().get(b.identity.public_key) == 20)
     # Live: connect again and keep the link open; a new post arrives by push.
     await b.connect(addr)
-    await wait_for(lambda: a.identity.public_key in b.links and b.in_sync_with(a.identity.public_key))
+    await wait_for(
+        lambda: a.identity.public_key in b.links and b.in_sync_with(a.identity.public_key)
+    )
     posts(a, 1, "live")
     await wait_for(lambda: b.store.latest_seqs()[a.identity.public_key] == 501)
     await b.close()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.feed.helpers import make_chain
 from p2pcrew.replicate import ebt
+from tests.feed.helpers import make_chain
 from tests.replicate.sim import Sim, SimNode
 
 SEEDS = range(8)
@@ -64,12 +64,12 @@ def test_ten_peer_mesh_converges_without_a_flood(seed: int) -> None:
     expected = {n.id: 20 for n in nodes}
     for n in nodes:
         assert heads(n) == expected
-    live_before = sum(l.messages for l in sim.links.values())
+    live_before = sum(link.messages for link in sim.links.values())
     sim.publish(nodes[0], 1)
     sim.run()
     assert all(heads(n)[nodes[0].id] == 21 for n in nodes)
     # One new entry should cost about one message per node, not one per link.
-    live_messages = sum(l.messages for l in sim.links.values()) - live_before
+    live_messages = sum(link.messages for link in sim.links.values()) - live_before
     assert live_messages <= 2 * len(nodes), live_messages
 
 
@@ -89,7 +89,7 @@ def test_reconnect_in_sync_sends_almost_nothing(seed: int) -> None:
     sim.run()
     sim.disconnect(a, b)
     sim.connect(a, b)
-    before = {k: l.bytes_sent for k, l in sim.links.items()}
+    before = {k: link.bytes_sent for k, link in sim.links.items()}
     sim.run()
     for k, link in sim.links.items():
         assert link.bytes_sent - before.get(k, 0) < 100, "an in-sync reconnect resent notes"
