@@ -168,8 +168,17 @@ class MemoryStore(Store):
         found = (self.get_at(author, s) for s in range(max(start, 1), last + 1))
         return [s for s in found if s is not None]
 
-    def raw_range(self, author: bytes, start: int, end: int) -> list[tuple[bytes, bytes | None]]:
-        return [(s.entry.header, s.payload) for s in self.range(author, start, end)]
+    def raw_range(
+        self, author: bytes, start: int, end: int, max_bytes: int | None = None
+    ) -> list[tuple[bytes, bytes | None]]:
+        rows: list[tuple[bytes, bytes | None]] = []
+        size = 0
+        for s in self.range(author, start, end):
+            size += len(s.entry.header) + (len(s.payload) if s.payload else 0)
+            if rows and max_bytes is not None and size > max_bytes:
+                break
+            rows.append((s.entry.header, s.payload))
+        return rows
 
     def iter_feed(self, author: bytes, start: int = 1, batch: int = 1000) -> Iterator[StoredEntry]:
         yield from self.range(author, start)

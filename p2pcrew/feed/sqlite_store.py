@@ -385,15 +385,26 @@ class SqliteStore(Store):
         )
         return [_stored(r) for r in rows]
 
-    def raw_range(self, author: bytes, start: int, end: int) -> list[tuple[bytes, bytes | None]]:
-        rows = self._all(
-            "SELECT header, payload FROM entries "
-            "WHERE author=? AND seq BETWEEN ? AND ? ORDER BY seq",
-            author,
-            start,
-            end,
-        )
-        return [(r[0], r[1]) for r in rows]
+    def raw_range(
+        self, author: bytes, start: int, end: int, max_bytes: int | None = None
+    ) -> list[tuple[bytes, bytes | None]]:
+        rows: list[tuple[bytes, bytes | None]] = []
+        size = 0
+        with self._mutex:
+            cursor = self._db.execute(
+                "SELECT header, payload FROM entries "
+                "WHERE author=? AND seq BETWEEN ? AND ? ORDER BY seq",
+                (author, start, end),
+            )
+            try:
+                for header, payload in cursor:  # one row per step: nothing read ahead
+                    size += len(header) + (len(payload) if payload else 0)
+                    if rows and max_bytes is not None and size > max_bytes:
+                        break
+                    rows.append((header, payload))
+            finally:
+                cursor.close()
+        return rows
 
     def iter_feed(self, author: bytes, start: int = 1, batch: int = 1000) -> Iterator[StoredEntry]:
         while True:

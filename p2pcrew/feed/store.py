@@ -399,8 +399,16 @@ class Store(ABC):
         """Entries ``start..end`` (inclusive) of a feed, in order."""
 
     @abstractmethod
-    def raw_range(self, author: bytes, start: int, end: int) -> list[tuple[bytes, bytes | None]]:
-        """(header, payload) bytes of entries ``start..end``: what replication sends."""
+    def raw_range(
+        self, author: bytes, start: int, end: int, max_bytes: int | None = None
+    ) -> list[tuple[bytes, bytes | None]]:
+        """(header, payload) bytes of entries ``start..end``: what replication sends.
+
+        With ``max_bytes``, stops before the entry that would take the headers and
+        payloads past it (but returns at least one), and reads no row beyond it: a
+        sender of 16 KiB entries must not load 256 of them to send three, once per
+        slow reader.
+        """
 
     @abstractmethod
     def iter_feed(self, author: bytes, start: int = 1, batch: int = 1000) -> Iterator[StoredEntry]:

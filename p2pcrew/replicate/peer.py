@@ -320,9 +320,16 @@ class PeerLink:
         items: list[tuple[bytes, bytes | None]] = []
         size = 0
         # Raw rows: the bytes go out as stored, so decoding each header here would be
-        # wasted work on a core the receiver needs for verifying.
+        # wasted work on a core the receiver needs for verifying. Bounded by bytes as
+        # well as count: 256 rows of 16 KiB would be 4 MB read for every batch of
+        # every reader (50 slow readers asking at once took the pub from 147 MB to
+        # 297 MB for a moment), where ~48 KiB go out.
         rows = await asyncio.to_thread(
-            self.node.store.raw_range, feed, cursor[0], min(cursor[1], cursor[0] + 255)
+            self.node.store.raw_range,
+            feed,
+            cursor[0],
+            min(cursor[1], cursor[0] + 255),
+            ENTRY_BATCH_BYTES,
         )
         for header, payload in rows:
             piece = len(header) + (len(payload) if payload else 0) + 8
@@ -330,9 +337,8 @@ class PeerLink:
                 break
             items.append((header, payload))
             size += piece
-        # Up to 256 rows of 16 KiB were read; only ~48 KiB go out. Let the rest go now:
-        # a reader that never grants credit would otherwise pin them (~4 MB) until the
-        # idle timeout, for every slow reader at once.
+        # Let the rows go before waiting for credit: a reader that never grants it
+        # would otherwise pin them until the idle timeout.
         del rows
         if not items:  # nothing stored in that range (yet): drop the cursor
             del self._cursors[feed]

@@ -204,6 +204,18 @@ def test_raw_range_and_header_author(store: Store) -> None:
     assert header_author(b"\x87" + chain[0][0].header[1:]) is None
 
 
+def test_raw_range_stops_at_max_bytes(store: Store) -> None:
+    chain = make_chain(A, 6)
+    store.ingest(items(chain))
+    sizes = [len(e.header) + len(p) for e, p in chain]
+    everything = [(e.header, p) for e, p in chain]
+    assert store.raw_range(A_ID, 1, 6, max_bytes=sum(sizes)) == everything
+    assert store.raw_range(A_ID, 1, 6, max_bytes=sum(sizes[:3])) == everything[:3]
+    assert store.raw_range(A_ID, 1, 6, max_bytes=sum(sizes[:3]) - 1) == everything[:2]
+    assert store.raw_range(A_ID, 2, 6, max_bytes=1) == everything[1:2]  # never empty
+    assert store.raw_range(A_ID, 7, 9, max_bytes=1) == []
+
+
 def test_thread_stats_and_read_marks(store: Store) -> None:
     [root] = store.append(A, [post("first thread")])
     store.append(B, [post("reply", root=root.id, reply_to=root.id)])
