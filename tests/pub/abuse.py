@@ -143,9 +143,10 @@ FORMULA: Final = Formula(
     per_connection_kb=32.0, per_handshake_kb=24.0, per_slow_reader_kb=1024.0, slack_mb=20.0
 )
 """Measured (full benchmark, one run): 21-26 KB per idle member, 16-22.5 KB per handshake
-in flight, 746 KB per slow reader of 16 KB entries (the batch it is being sent, the RPC
-and socket buffers; it was 3.7 MB while ``PeerLink._send_next_entries`` kept every row
-it had read alive during the wait for credit)."""
+in flight, 151-163 KB per slow reader of 16 KB entries (the batch it is being sent, the
+RPC and socket buffers; up to 4 MB for a moment while every batch read 256 rows, and
+3.7 MB while ``PeerLink._send_next_entries`` kept every row it had read alive during
+the wait for credit)."""
 RETURN_MB: Final = 30.0
 """After every abuser left, VmRSS stays within this of baseline (Python's allocator keeps
 some freed arenas; see docs/reliability.md)."""
