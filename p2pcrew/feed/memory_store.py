@@ -23,6 +23,7 @@ from p2pcrew.feed.store import (
     StoredEntry,
     ThreadStats,
     now_ms,
+    take_within,
 )
 from p2pcrew.feed.validate import Tip
 from p2pcrew.feed.verify import Verifier
@@ -171,14 +172,8 @@ class MemoryStore(Store):
     def raw_range(
         self, author: bytes, start: int, end: int, max_bytes: int | None = None
     ) -> list[tuple[bytes, bytes | None]]:
-        rows: list[tuple[bytes, bytes | None]] = []
-        size = 0
-        for s in self.range(author, start, end):
-            size += len(s.entry.header) + (len(s.payload) if s.payload else 0)
-            if rows and max_bytes is not None and size > max_bytes:
-                break
-            rows.append((s.entry.header, s.payload))
-        return rows
+        rows = ((s.entry.header, s.payload) for s in self.range(author, start, end))
+        return take_within(rows, max_bytes)
 
     def iter_feed(self, author: bytes, start: int = 1, batch: int = 1000) -> Iterator[StoredEntry]:
         yield from self.range(author, start)

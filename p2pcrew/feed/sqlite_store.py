@@ -39,6 +39,7 @@ from p2pcrew.feed.store import (
     StoreError,
     ThreadStats,
     now_ms,
+    take_within,
 )
 from p2pcrew.feed.validate import Tip
 from p2pcrew.feed.verify import Verifier
@@ -388,8 +389,6 @@ class SqliteStore(Store):
     def raw_range(
         self, author: bytes, start: int, end: int, max_bytes: int | None = None
     ) -> list[tuple[bytes, bytes | None]]:
-        rows: list[tuple[bytes, bytes | None]] = []
-        size = 0
         with self._mutex:
             cursor = self._db.execute(
                 "SELECT header, payload FROM entries "
@@ -397,14 +396,9 @@ class SqliteStore(Store):
                 (author, start, end),
             )
             try:
-                for header, payload in cursor:  # one row per step: nothing read ahead
-                    size += len(header) + (len(payload) if payload else 0)
-                    if rows and max_bytes is not None and size > max_bytes:
-                        break
-                    rows.append((header, payload))
+                return take_within(cursor, max_bytes)  # one row per step: no read-ahead
             finally:
                 cursor.close()
-        return rows
 
     def iter_feed(self, author: bytes, start: int = 1, batch: int = 1000) -> Iterator[StoredEntry]:
         while True:

@@ -124,6 +124,24 @@ class IngestResult:
     newly_forked: list[bytes] = field(default_factory=list)
 
 
+def take_within(
+    rows: Iterable[tuple[bytes, bytes | None]], max_bytes: int | None
+) -> list[tuple[bytes, bytes | None]]:
+    """``rows`` until their headers and payloads would pass ``max_bytes`` (at least one).
+
+    Stops iterating there, so a lazy source (an SQLite cursor) reads nothing beyond:
+    that is the point of ``Store.raw_range``'s ``max_bytes``.
+    """
+    taken: list[tuple[bytes, bytes | None]] = []
+    size = 0
+    for header, payload in rows:
+        size += len(header) + (len(payload) if payload else 0)
+        if taken and max_bytes is not None and size > max_bytes:
+            break
+        taken.append((header, payload))
+    return taken
+
+
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
