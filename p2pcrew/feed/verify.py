@@ -20,7 +20,6 @@ from typing import Generic, TypeVar
 
 from p2pcrew.feed.entry import Entry, decode_entry, verify_signature
 from p2pcrew.feed.errors import EntryRejected
-from p2pcrew.feed.indexing import NOT_YET, index_row
 from p2pcrew.feed.verify_processes import (
     PROCESS_CHUNK,
     PROCESS_MIN_BATCH,
@@ -29,6 +28,7 @@ from p2pcrew.feed.verify_processes import (
     Prepared,
     WireResult,
     from_wire,
+    prepare,
 )
 
 T = TypeVar("T")
@@ -50,22 +50,6 @@ def _decode_and_verify(headers: Sequence[bytes]) -> list[Decoded]:
             out.append(exc)
         else:
             out.append(entry)
-    return out
-
-
-def _prepare(items: Sequence[Item]) -> list[Prepared]:
-    out: list[Prepared] = []
-    for header, payload in items:
-        try:
-            entry = decode_entry(header)
-            verify_signature(entry)
-        except EntryRejected as exc:
-            out.append((exc, NOT_YET))
-            continue
-        if payload is None or len(payload) != entry.payload_size:
-            out.append((entry, NOT_YET))  # the store rejects or skips it; no work here
-        else:
-            out.append((entry, index_row(payload)))
     return out
 
 
@@ -114,7 +98,7 @@ class _InProcesses(Started[Prepared]):
                     except BrokenExecutor as exc:
                         SHARED_POOL.broken(exc)
                         broken = True
-                yield _prepare(items)
+                yield prepare(items)
         finally:
             self.cancel()
 
@@ -167,7 +151,7 @@ class Verifier:
                 parts.append((part, future))
             else:
                 return _InProcesses(parts)
-        return self._start(_prepare, items)
+        return self._start(prepare, items)
 
     def _chunks(
         self, work: Callable[[Sequence[T]], list[R]], todo: Sequence[T]

@@ -68,9 +68,9 @@ def _watch_parent(parent: int) -> None:
     threading.Thread(target=watch, name="p2pcrew-parent-watch", daemon=True).start()
 
 
-def prepare_wire(items: Sequence[Item]) -> list[WireResult]:
-    """Decode, verify and index ``items``; the result in the plain form that pickles fast."""
-    out: list[WireResult] = []
+def prepare(items: Sequence[Item]) -> list[Prepared]:
+    """Decode, verify and index ``items``: the work a verify thread or worker does."""
+    out: list[Prepared] = []
     for header, payload in items:
         try:
             entry = decode_entry(header)
@@ -78,40 +78,48 @@ def prepare_wire(items: Sequence[Item]) -> list[WireResult]:
         except EntryRejected as exc:
             out.append((exc, NOT_YET))
             continue
-        fields: WireEntry = (
-            entry.author,
-            entry.seq,
-            entry.backlink,
-            entry.lipmaa_link,
-            entry.payload_hash,
-            entry.payload_size,
-            entry.signature,
-            entry.id,
-            entry.version,
-        )
         if payload is None or len(payload) != entry.payload_size:
-            out.append((fields, NOT_YET))
-            continue
-        row = index_row(payload)
-        if row is None:
-            out.append((fields, None))
+            out.append((entry, NOT_YET))  # the store rejects or skips it; no work here
         else:
-            out.append(
-                (
-                    fields,
-                    (
-                        row.type,
-                        row.claimed_time,
-                        row.root,
-                        row.parent,
-                        row.target,
-                        row.crew,
-                        row.name,
-                        row.action,
-                    ),
-                )
-            )
+            out.append((entry, index_row(payload)))
     return out
+
+
+def prepare_wire(items: Sequence[Item]) -> list[WireResult]:
+    """``prepare`` in the plain form that pickles fast (the header bytes stay behind)."""
+    return [
+        (_entry_to_wire(decoded) if isinstance(decoded, Entry) else decoded, _row_to_wire(hint))
+        for decoded, hint in prepare(items)
+    ]
+
+
+def _entry_to_wire(entry: Entry) -> WireEntry:
+    return (
+        entry.author,
+        entry.seq,
+        entry.backlink,
+        entry.lipmaa_link,
+        entry.payload_hash,
+        entry.payload_size,
+        entry.signature,
+        entry.id,
+        entry.version,
+    )
+
+
+def _row_to_wire(hint: RowHint) -> WireRow | RowHint:
+    if not isinstance(hint, IndexRow):
+        return hint
+    return (
+        hint.type,
+        hint.claimed_time,
+        hint.root,
+        hint.parent,
+        hint.target,
+        hint.crew,
+        hint.name,
+        hint.action,
+    )
 
 
 # ---- in the parent -----------------------------------------------------------------

@@ -26,8 +26,14 @@ from p2pcrew.feed.entry import create_entry, lipmaa
 from p2pcrew.feed.errors import BadSignature, EntryRejected, MalformedEntry
 from p2pcrew.feed.indexing import NOT_YET
 from p2pcrew.feed.sqlite_store import SqliteStore
-from p2pcrew.feed.verify import Verifier, _prepare
-from p2pcrew.feed.verify_processes import PROCESS_MIN_BATCH, Item, Prepared, _SharedPool
+from p2pcrew.feed.verify import Verifier
+from p2pcrew.feed.verify_processes import (
+    PROCESS_MIN_BATCH,
+    Item,
+    Prepared,
+    _SharedPool,
+    prepare,
+)
 from tests.feed.helpers import key
 
 REPO = Path(__file__).resolve().parents[2]
@@ -85,7 +91,7 @@ def test_processes_give_exactly_the_threads_results(fresh_pool: _SharedPool) -> 
     started = Verifier(workers=2).start_prepare(items)
     assert isinstance(started, verify._InProcesses), "a large batch should go to processes"
     in_processes = [each for chunk in started.chunks() for each in chunk]
-    expected = _prepare(items)
+    expected = prepare(items)
     assert _comparable(in_processes) == _comparable(expected)
     kinds = [type(d) for d, _ in in_processes]
     assert kinds[10] is BadSignature and kinds[20] is MalformedEntry
